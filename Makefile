@@ -1,0 +1,50 @@
+# Every target sets itself up on a fresh clone: it creates .venv when it is
+# missing and installs the package with its extras from the lock file.
+PYTHON ?= $(shell .ci/find-python 3.11 2>/dev/null || echo python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TEST_TIMEOUT ?= 900
+
+.PHONY: run test test-all lint bench-quick bench clean lock
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/curcor run examples/treescan.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The suite on every supported interpreter, each in its own venv.
+test-all:
+	@for v in 3.11 3.12 3.13; do \
+	  $(MAKE) --no-print-directory test VENV=.venv-$$v PYTHON=$$(.ci/find-python $$v) || exit 1; \
+	done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/run.py --quick
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .venv-3.* build dist src/curcor/_version.py
+
+# Re-pin the dependencies from the extras in pyproject.toml.
+lock:
+	rm -rf /tmp/curcor-lock && $(PYTHON) -m venv /tmp/curcor-lock
+	/tmp/curcor-lock/bin/pip install --quiet -e '.[test,lint,bench]'
+	{ echo "# Pinned test, lint and benchmark dependencies (pip freeze of a 3.11 venv)."; \
+	  echo "# Regenerate: make lock. Each pin has wheels for CPython 3.11-3.13."; \
+	  /tmp/curcor-lock/bin/pip freeze --exclude-editable; } > requirements.lock

@@ -1,0 +1,337 @@
+"""Level-triggered cancellation: cancel scopes, ``timeout`` and ``move_on_after``.
+
+Scopes form a tree. A scope entered inside a task hangs below the task's
+current scope; a ``TaskGroup`` child's root scope hangs below the group's
+scope, so cancelling an outer scope reaches every task inside it. A task is
+*cancelled* while any scope on its path to the root is cancelled, stopping
+at the first shielded scope. While it is cancelled, every await raises
+``Cancelled``, until the cancelled scope exits (the exception reaching the
+scope that was cancelled is swallowed there).
+
+Lock rule: the tree (``_parent``, ``_children``), ``_cancel_called``,
+``_shield`` and every task's ``_scope`` and ``_cancel_pending`` are guarded by
+the runtime's ``cancel_lock``. A task reads its own ``_cancel_pending`` without
+the lock at each checkpoint; the wait protocol (scheduler.py, step 1) re-reads
+it after publishing ``_waiting_on``, so a cancellation is never missed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import Cancelled, RuntimeMisuse
+from .scheduler import Scheduler, current_worker
+from .task import DONE, FREE, Task
+
+
+def _current_task(what: str) -> tuple[Task, Scheduler]:
+    w = current_worker()
+    task = w.current if w is not None else None
+    if task is None or w is None:
+        raise RuntimeMisuse(
+            f"{what} needs a running curcor task; enter it inside a coroutine "
+            "started by curcor.run(main()) or curcor.go()"
+        )
+    return task, w.sched
+
+
+class CancelScope:
+    """A ``with`` block that can be cancelled, by call or by deadline.
+
+    ``with curcor.CancelScope(deadline=curcor.now() + 5) as scope: ...``;
+    ``scope.cancel()`` from anywhere in the runtime cancels every await
+    inside the block, in this task and in task groups opened inside it.
+
+    Attributes:
+        cancelled_caught: True once the block ended because of this scope's
+            own cancellation.
+    """
+
+    __slots__ = (
+        "_cancel_called",
+        "_children",
+        "_deadline",
+        "_handle",
+        "_parent",
+        "_raise_timeout",
+        "_root",
+        "_sched",
+        "_shield",
+        "_task",
+        "_timed_out",
+        "cancelled_caught",
+    )
+
+    def __init__(self, *, deadline: float = math.inf, shield: bool = False) -> None:
+        self._deadline = float(deadline)
+        self._shield = bool(shield)
+        self._cancel_called = False
+        self._children: set[CancelScope] | None = None
+        self._parent: CancelScope | None = None
+        self._task: Task | None = None
+        self._sched: Scheduler | None = None
+        self._handle: Any = None
+        self._root = False
+        self._raise_timeout: float | None = None
+        self._timed_out = False
+        self.cancelled_caught = False
+
+    # -- entering and leaving -------------------------------------------------
+
+    def __enter__(self) -> CancelScope:
+        task, sched = _current_task("a cancel scope")
+        if self._task is not None:
+            raise RuntimeMisuse(
+                "this CancelScope was already entered; create a new one per "
+                "`with` block"
+            )
+        with sched.cancel_lock:
+            self._sched = sched
+            self._task = task
+            self._attach(task._scope)
+            task._scope = self
+            recompute(task)
+        self._arm()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        task, sched = self._task, self._sched
+        if task is None or sched is None:
+            raise RuntimeMisuse("CancelScope exited without being entered")
+        if task._scope is not self:
+            raise RuntimeMisuse(
+                "cancel scopes must be exited in the reverse order of entry, in "
+                "the task that entered them"
+            )
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        with sched.cancel_lock:
+            task._scope = self._parent
+            self._detach()
+            recompute(task)
+        if isinstance(exc, Cancelled) and self._cancel_called:
+            self.cancelled_caught = True
+            if self._raise_timeout is not None and self._timed_out:
+                raise TimeoutError(
+                    f"timed out after {self._raise_timeout:g} s (curcor.timeout)"
+                ) from None
+            return True
+        return False
+
+    def _attach(self, parent: CancelScope | None) -> None:
+        """Called with the cancel lock held: hang below ``parent``."""
+        self._parent = parent
+        if parent is not None:
+            if parent._children is None:
+                parent._children = set()
+            parent._children.add(self)
+
+    def _detach(self) -> None:
+        """Called with the cancel lock held: leave the tree."""
+        parent = self._parent
+        if parent is not None and parent._children is not None:
+            parent._children.discard(self)
+
+    # -- deadline -------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float:
+        """The time on ``curcor.now()``'s clock at which the scope cancels."""
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self._deadline = float(value)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._task is not None:
+            self._arm()
+
+    def _arm(self) -> None:
+        sched = self._sched
+        if sched is None or self._deadline == math.inf or self._cancel_called:
+            return
+        if self._deadline <= sched.clock.now():
+            self._expire()
+        else:
+            self._handle = sched.timers.call_at(self._deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timed_out = True
+        self.cancel()
+
+    # -- cancelling -----------------------------------------------------------
+
+    @property
+    def shield(self) -> bool:
+        """While True, cancellation from outside does not reach inside."""
+        return self._shield
+
+    @shield.setter
+    def shield(self, value: bool) -> None:
+        sched = self._sched
+        if sched is None:
+            self._shield = bool(value)
+            return
+        with sched.cancel_lock:
+            self._shield = bool(value)
+            _propagate(sched, self)
+
+    @property
+    def cancel_called(self) -> bool:
+        """True once ``cancel()`` was called or the deadline passed."""
+        return self._cancel_called
+
+    def cancel(self) -> None:
+        """Cancel the scope: every await inside raises ``Cancelled``.
+
+        Safe to call more than once and from any task of the runtime; before
+        the scope is entered it marks the scope to cancel on entry.
+        """
+        sched = self._sched
+        if sched is None:
+            self._cancel_called = True
+            return
+        with sched.cancel_lock:
+            if self._cancel_called:
+                return
+            self._cancel_called = True
+            _propagate(sched, self)
+
+
+def timeout(seconds: float) -> CancelScope:
+    """A scope that cancels its block after ``seconds`` and raises TimeoutError.
+
+    ``with curcor.timeout(2): await ch.recv()``.
+
+    Raises:
+        TimeoutError: at the end of the block, when the deadline cancelled it.
+    """
+    scope = CancelScope(deadline=_deadline_after(seconds))
+    scope._raise_timeout = float(seconds)
+    return scope
+
+
+def move_on_after(seconds: float) -> CancelScope:
+    """A scope that cancels its block after ``seconds`` and carries on quietly.
+
+    Check ``scope.cancelled_caught`` afterwards to know whether it timed out.
+    """
+    return CancelScope(deadline=_deadline_after(seconds))
+
+
+def _deadline_after(seconds: float) -> float:
+    if not isinstance(seconds, int | float) or seconds != seconds:
+        raise TypeError(f"seconds must be a number, not {seconds!r}")
+    w = current_worker()
+    now = w.sched.clock.now() if w is not None else 0.0
+    if w is None:
+        raise RuntimeMisuse(
+            "timeout()/move_on_after() need a running curcor task; use them "
+            "inside a coroutine run by curcor.run()"
+        )
+    return now + max(0.0, float(seconds))
+
+
+# -- the tree walk ------------------------------------------------------------
+
+
+def effective(task: Task) -> bool:
+    """Called with the cancel lock held: is ``task`` cancelled right now?"""
+    scope = task._scope
+    while scope is not None:
+        if scope._cancel_called:
+            return True
+        if scope._shield:
+            return False
+        scope = scope._parent
+    return False
+
+
+def recompute(task: Task) -> None:
+    """Called with the cancel lock held: refresh ``task._cancel_pending``."""
+    pending = effective(task)
+    if pending and not task._cancel_pending:
+        task._cancel_pending = True
+        wake_cancelled(task)
+    else:
+        task._cancel_pending = pending
+
+
+def _propagate(sched: Scheduler, scope: CancelScope) -> None:
+    """Called with the cancel lock held: refresh every task below ``scope``."""
+    tasks: list[Task] = []
+    stack = [scope]
+    while stack:
+        s = stack.pop()
+        if s._task is not None and s._task not in tasks:
+            tasks.append(s._task)
+        if s._children:
+            stack.extend(s._children)
+    for t in tasks:
+        if t._state != DONE and t._state != FREE:
+            recompute(t)
+
+
+def wake_cancelled(task: Task) -> None:
+    """End ``task``'s current wait, if any, and resume it with Cancelled."""
+    waiting_on = task._waiting_on
+    if waiting_on is not None and waiting_on._abort(task):
+        sched = current_sched_of(task)
+        sched.ready(task, exc=Cancelled())
+
+
+def current_sched_of(task: Task) -> Scheduler:
+    """The scheduler ``task`` belongs to (the one running in this process)."""
+    from .runtime import running_scheduler
+
+    sched = running_scheduler()
+    if sched is None:
+        raise RuntimeMisuse("no curcor runtime is running")
+    return sched
+
+
+def root_scope_for(task: Task, parent: CancelScope | None) -> CancelScope:
+    """Called with the cancel lock held: the scope a task's chain starts at."""
+    root = CancelScope()
+    root._root = True
+    root._task = task
+    root._sched = current_sched_of(task)
+    root._attach(parent)
+    return root
+
+
+def cancel_task(sched: Scheduler, task: Task) -> bool:
+    """Cancel ``task`` as a whole (``Task.cancel``); False if it had ended."""
+    with sched.cancel_lock:
+        if task._state == DONE or task._state == FREE:
+            return False
+        # Find the bottom of the task's own chain, adding a root if it has none.
+        scope = task._scope
+        bottom = None
+        while scope is not None and scope._task is task:
+            bottom = scope
+            if scope._root:
+                break
+            scope = scope._parent
+        if bottom is None or not bottom._root:
+            root = root_scope_for(task, None)
+            if bottom is None:
+                task._scope = root
+            else:
+                bottom._parent = root
+                root._children = {bottom}
+            bottom = root
+        if not bottom._cancel_called:
+            bottom._cancel_called = True
+            _propagate(sched, bottom)
+        return True
+
+
+def checkpoint_cancelled(task: Task) -> None:
+    """Raise Cancelled if ``task`` is cancelled (cheap, no lock)."""
+    if task._cancel_pending:
+        raise Cancelled()

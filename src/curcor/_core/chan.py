@@ -1,0 +1,552 @@
+"""Channels with Go's semantics, and ``select`` over them.
+
+A channel is a ring buffer (``deque``) plus two wait queues. A send to a
+waiting receiver hands the value over directly and makes the receiver run
+next on the sender's worker; a receive from a full buffer refills it from
+the first waiting sender. See "The wait protocol" in scheduler.py.
+"""
+
+from __future__ import annotations
+
+import random
+import types
+from collections import deque
+from typing import Any
+
+from .errors import Cancelled, ChannelClosed, RuntimeMisuse, WouldBlock
+from .scheduler import PARK, _tls
+from .task import Task
+from .traps import WaitQueue, park, worker_and_task
+
+_CLOSED: Any = object()  # resumption value: the channel closed while waiting
+_FOREVER: Any = object()  # a select with no enabled cases waits on this
+
+
+def _claim(entry: tuple[Any, ...]) -> bool:
+    """Called with the channel lock held: win the right to end a wait.
+
+    Plain entries are decided under the channel lock alone. A select entry
+    (case >= 0) sits on several channels; it is decided under the task's
+    stripe lock, which every channel's waker takes (protocol step 5).
+    """
+    task = entry[0]
+    seq = entry[1]
+    if entry[3] < 0:
+        if task._wait_seq != seq:
+            return False
+        task._wait_seq = seq + 1
+        task._waiting_on = None
+        return True
+    with _stripe(task):
+        if task._wait_seq != seq or task._waiting_on is not SELECT:
+            return False
+        task._wait_seq = seq + 1
+        task._waiting_on = None
+        return True
+
+
+def _sched() -> Any:
+    """The running scheduler: this worker's, or the process's from a thread."""
+    w = getattr(_tls, "worker", None)
+    if w is not None:
+        return w.sched
+    from .runtime import running_scheduler
+
+    return running_scheduler()
+
+
+def _stripe(task: Task) -> Any:
+    return _sched().stripe(task)
+
+
+def _wake(entry: tuple[Any, ...], value: Any, closed: bool = False) -> None:
+    """Resume a claimed waiter; ``value`` is what a receiver gets."""
+    task = entry[0]
+    case = entry[3]
+    sched = _sched()
+    if case >= 0:
+        if closed and entry[4]:  # a send case on a closed channel
+            sched.ready(task, exc=ChannelClosed("send on closed channel"))
+            return
+        if entry[4]:
+            sched.ready(task, (case, None))
+        else:
+            sched.ready(task, (case, (None, False) if closed else (value, True)))
+        return
+    if closed:
+        if entry[4]:
+            sched.ready(task, exc=ChannelClosed("send on closed channel"))
+        else:
+            sched.ready(task, _CLOSED)
+        return
+    sched.ready(task, value)
+
+
+class Channel:
+    """A Go channel: ``Channel(n=0)``; 0 is unbuffered (a rendezvous).
+
+    ``await ch.send(v)``, ``v = await ch.recv()``, ``v, ok = await
+    ch.recv_ok()``, ``async for v in ch`` (ends when closed and drained),
+    ``ch.try_send(v)``, ``ch.try_recv()``, ``ch.close()``, ``len(ch)``,
+    ``ch.cap``. Safe to share between tasks on any worker.
+    """
+
+    # Lock rule: every field but ``cap`` is guarded by ``_lock``. Invariants:
+    # a waiting sender implies a full buffer; a waiting receiver implies an
+    # empty buffer (stale entries aside); once closed, no sender waits.
+    __slots__ = ("_buf", "_closed", "_lock", "_recvq", "_sendq", "cap")
+
+    def __init__(self, n: int = 0) -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(
+                f"Channel(n) needs a capacity >= 0 (0 = unbuffered), not {n!r}"
+            )
+        import threading
+
+        self.cap = n
+        self._buf: deque[Any] = deque()
+        self._closed = False
+        self._lock = threading.Lock()
+        # Entries: (task, seq, value, case, is_send); case -1 = plain wait.
+        self._recvq = WaitQueue()
+        self._sendq = WaitQueue()
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<curcor.Channel {len(self._buf)}/{self.cap}{state}>"
+
+    # -- sending --------------------------------------------------------------
+
+    @types.coroutine
+    def send(self, value: Any) -> Any:
+        """Send ``value``; wait while the buffer is full (or, unbuffered, until
+        a receiver takes it).
+
+        Raises:
+            ChannelClosed: the channel is closed, or closed while waiting.
+        """
+        try:
+            w = _tls.worker
+            task = w.current
+        except AttributeError:
+            task = None
+        if task is None:
+            worker_and_task("Channel.send()")
+        if task._cancel_pending:
+            raise Cancelled()
+        lock = self._lock
+        lock.acquire()
+
+        # Fast path: a plain receiver is waiting; hand the value over.
+        recvq = self._recvq
+        while recvq and not self._closed:
+            entry = recvq[0]
+            if entry[3] >= 0:
+                break
+            recvq.popleft()
+            peer = entry[0]
+            if peer._wait_seq == entry[1]:
+                peer._wait_seq += 1
+                peer._waiting_on = None
+                lock.release()
+                peer._value = value
+                peer._exc = None
+                w.push_next(peer)
+                return None
+        if self._offer(value):
+            return None
+
+        # Wait for a receiver (protocol steps 1-2, inlined from traps.park).
+        self._sendq.push((task, task._wait_seq, value, -1, True))
+        task._waiting_on = self
+        if task._cancel_pending:
+            task._wait_seq += 1
+            task._waiting_on = None
+            lock.release()
+            raise Cancelled()
+        task._park_lock = lock
+        yield PARK
+        return None
+
+    def try_send(self, value: Any) -> bool:
+        """Send without waiting; False when it would have to wait.
+
+        Raises:
+            ChannelClosed: the channel is closed.
+        """
+        _thread_check("Channel.try_send()")
+        self._lock.acquire()
+        if self._offer(value):
+            return True
+        self._lock.release()
+        return False
+
+    def _offer(self, value: Any) -> bool:
+        """Called with ``_lock`` held; releases it when returning True."""
+        if self._closed:
+            self._lock.release()
+            raise ChannelClosed("send on closed channel")
+        recvq = self._recvq
+        while recvq:
+            entry = recvq.popleft()
+            if _claim(entry):
+                self._lock.release()
+                _wake(entry, value)
+                return True
+        if len(self._buf) < self.cap:
+            self._buf.append(value)
+            self._lock.release()
+            return True
+        return False
+
+    # -- receiving ------------------------------------------------------------
+
+    def recv(self) -> Any:
+        """Receive a value; wait while there is none: ``v = await ch.recv()``.
+
+        Raises:
+            ChannelClosed: the channel is closed and drained.
+        """
+        return self._recv(_RECV)
+
+    def recv_ok(self) -> Any:
+        """Receive as Go's ``v, ok := <-ch``: ``(value, True)``, or
+        ``(None, False)`` once the channel is closed and drained."""
+        return self._recv(_RECV_OK)
+
+    @types.coroutine
+    def _recv(self, mode: int) -> Any:
+        """``recv`` (mode _RECV), ``recv_ok`` (_RECV_OK) or ``__anext__``."""
+        try:
+            w = _tls.worker
+            task = w.current
+        except AttributeError:
+            task = None
+        if task is None:
+            worker_and_task(_RECV_NAMES[mode])
+        if task._cancel_pending:
+            raise Cancelled()
+        lock = self._lock
+        lock.acquire()
+
+        # Fast path: unbuffered, a plain sender is waiting; take its value.
+        sendq = self._sendq
+        if not self._buf:
+            while sendq:
+                entry = sendq[0]
+                if entry[3] >= 0:
+                    break
+                sendq.popleft()
+                peer = entry[0]
+                if peer._wait_seq == entry[1]:
+                    peer._wait_seq += 1
+                    peer._waiting_on = None
+                    lock.release()
+                    peer._value = None
+                    peer._exc = None
+                    w.push_next(peer)
+                    return (entry[2], True) if mode == _RECV_OK else entry[2]
+        value = self._take()
+        if value is not _NOTHING:
+            return _received(value, mode)
+
+        # Wait for a sender (protocol steps 1-2, inlined from traps.park).
+        self._recvq.push((task, task._wait_seq, None, -1, False))
+        task._waiting_on = self
+        if task._cancel_pending:
+            task._wait_seq += 1
+            task._waiting_on = None
+            lock.release()
+            raise Cancelled()
+        task._park_lock = lock
+        return _received((yield PARK), mode)
+
+    def try_recv(self) -> tuple[Any, bool]:
+        """Receive without waiting: ``(value, True)``, or ``(None, False)`` once
+        closed and drained.
+
+        Raises:
+            WouldBlock: nothing to receive and the channel is still open.
+        """
+        _thread_check("Channel.try_recv()")
+        self._lock.acquire()
+        value = self._take()
+        if value is _NOTHING:
+            self._lock.release()
+            raise WouldBlock("nothing to receive; the channel is open and empty")
+        if value is _CLOSED:
+            return (None, False)
+        return (value, True)
+
+    def _take(self) -> Any:
+        """Called with ``_lock`` held; releases it unless returning _NOTHING."""
+        buf = self._buf
+        sendq = self._sendq
+        if buf:
+            value = buf.popleft()
+            while sendq:
+                entry = sendq.popleft()
+                if _claim(entry):
+                    buf.append(entry[2])
+                    self._lock.release()
+                    _wake(entry, None)
+                    return value
+            self._lock.release()
+            return value
+        while sendq:
+            entry = sendq.popleft()
+            if _claim(entry):
+                self._lock.release()
+                _wake(entry, None)
+                return entry[2]
+        if self._closed:
+            self._lock.release()
+            return _CLOSED
+        return _NOTHING
+
+    def __aiter__(self) -> Channel:
+        return self
+
+    def __anext__(self) -> Any:
+        return self._recv(_ANEXT)
+
+    # -- closing --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel: receivers drain the buffer, then get "closed";
+        waiting senders raise ``ChannelClosed``.
+
+        Raises:
+            ChannelClosed: the channel was already closed.
+        """
+        _thread_check("Channel.close()")
+        self._close()
+
+    def _close(self) -> None:
+        """``close`` from anywhere (used by contexts, which threads may cancel)."""
+        with self._lock:
+            if self._closed:
+                raise ChannelClosed("close of closed channel")
+            self._closed = True
+            woken = [e for e in self._recvq if _claim(e)]
+            woken += [e for e in self._sendq if _claim(e)]
+            self._recvq.clear()
+            self._sendq.clear()
+        for entry in woken:
+            _wake(entry, None, closed=True)
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called (values may still be buffered)."""
+        return self._closed
+
+    def _abort(self, task: Task) -> bool:
+        """End a plain wait early (cancellation); True if it was waiting."""
+        with self._lock:
+            if task._waiting_on is not self:
+                return False
+            task._wait_seq += 1
+            task._waiting_on = None
+            return True
+
+
+_NOTHING: Any = object()
+
+# Receive modes: what a receive returns, and how it reports "closed".
+_RECV, _RECV_OK, _ANEXT = 0, 1, 2
+_RECV_NAMES = ("Channel.recv()", "Channel.recv_ok()", "async for over a Channel")
+
+
+def _received(value: Any, mode: int) -> Any:
+    """Shape a received value (or the closed marker) for ``mode``."""
+    if value is _CLOSED:
+        if mode == _RECV:
+            raise ChannelClosed("receive from closed and drained channel")
+        if mode == _RECV_OK:
+            return (None, False)
+        raise StopAsyncIteration
+    return (value, True) if mode == _RECV_OK else value
+
+
+def _thread_check(what: str) -> None:
+    if getattr(_tls, "worker", None) is None:
+        raise RuntimeMisuse(
+            f"{what} was called from a thread outside the curcor runtime; "
+            "channels belong to tasks. From a plain thread use "
+            "curcor.from_thread(ch.send, value) (or ch.recv, ch.close)"
+        )
+
+
+# -- select -------------------------------------------------------------------
+
+
+class _SelectWait:
+    """The ``_waiting_on`` of a task parked in ``select``; claims use stripes."""
+
+    def _abort(self, task: Task) -> bool:
+        with _stripe(task):
+            if task._waiting_on is not self:
+                return False
+            task._wait_seq += 1
+            task._waiting_on = None
+            return True
+
+
+SELECT = _SelectWait()
+
+
+class _Case:
+    __slots__ = ("ch", "is_send", "value")
+
+    def __init__(self, ch: Channel, is_send: bool, value: Any) -> None:
+        if not isinstance(ch, Channel):
+            kind = "send" if is_send else "recv"
+            raise TypeError(
+                f"curcor.{kind}() takes a curcor.Channel (or None to disable the "
+                f"case), not {type(ch).__name__}"
+            )
+        self.ch = ch
+        self.is_send = is_send
+        self.value = value
+
+
+def recv(ch: Channel) -> _Case:
+    """A receive case for ``select``; its value is ``(v, ok)`` as in Go."""
+    return _Case(ch, False, None)
+
+
+def send(ch: Channel, value: Any) -> _Case:
+    """A send case for ``select``; its value is None."""
+    return _Case(ch, True, value)
+
+
+async def select(*cases: _Case | None, default: bool = False) -> tuple[int, Any]:
+    """Wait until one case can proceed, do it, return ``(index, value)``.
+
+    Cases are ``curcor.recv(ch)`` (value ``(v, ok)``), ``curcor.send(ch, v)``
+    (value None) and ``curcor.recv(curcor.after(s))`` for a timeout; ``None``
+    is a disabled case. Several ready cases: one is picked uniformly at
+    random. ``default=True`` returns ``(-1, None)`` when none is ready. A
+    cancelled select withdraws from every channel and loses no value.
+
+    Raises:
+        ChannelClosed: the chosen case sends on a closed channel.
+    """
+    w, task = worker_and_task("curcor.select()")
+    if task._cancel_pending:
+        raise Cancelled()
+    active = [(i, c) for i, c in enumerate(cases) if c is not None]
+    for i, c in active:
+        if not isinstance(c, _Case):
+            raise TypeError(
+                f"select() case {i} is {c!r}; write curcor.recv(ch), "
+                "curcor.send(ch, value) or None"
+            )
+    if not active:
+        if default:
+            return (-1, None)
+        return await _block_forever(task)
+
+    # Lock every channel once, in a global order, so two selects cannot
+    # deadlock each other.
+    chans = sorted({id(c.ch): c.ch for _, c in active}.values(), key=id)
+    for ch in chans:
+        ch._lock.acquire()
+    order = active[:]
+    rng = w.rng if w.rng is not None else random
+    rng.shuffle(order)
+    try:
+        done = _try_cases(order)
+    except BaseException:
+        for ch in chans:
+            ch._lock.release()
+        raise
+    if done is not None:
+        for ch in chans:
+            ch._lock.release()
+        return _finish_case(done)
+    if default:
+        for ch in chans:
+            ch._lock.release()
+        return (-1, None)
+
+    # Nothing ready: wait on every case at once.
+    seq = task._wait_seq
+    for i, c in active:
+        if c.is_send:
+            c.ch._sendq.push((task, seq, c.value, i, True))
+        else:
+            c.ch._recvq.push((task, seq, None, i, False))
+    result = await park(task, SELECT, tuple(ch._lock for ch in chans))
+    return result  # type: ignore[no-any-return]
+
+
+def _try_cases(order: list[tuple[int, _Case]]) -> Any:
+    """Called with all the channels' locks held: run the first ready case."""
+    for i, c in order:
+        ch = c.ch
+        if c.is_send:
+            if ch._closed:
+                return (i, _SEND_CLOSED)
+            while ch._recvq:
+                entry = ch._recvq.popleft()
+                if _claim(entry):
+                    return (i, None, entry, c.value)
+            if len(ch._buf) < ch.cap:
+                ch._buf.append(c.value)
+                return (i, None)
+        else:
+            if ch._buf:
+                value = ch._buf.popleft()
+                while ch._sendq:
+                    entry = ch._sendq.popleft()
+                    if _claim(entry):
+                        ch._buf.append(entry[2])
+                        return (i, (value, True), entry, None)
+                return (i, (value, True))
+            while ch._sendq:
+                entry = ch._sendq.popleft()
+                if _claim(entry):
+                    return (i, (entry[2], True), entry, None)
+            if ch._closed:
+                return (i, (None, False))
+    return None
+
+
+_SEND_CLOSED: Any = object()
+
+
+def _finish_case(done: tuple[Any, ...]) -> tuple[int, Any]:
+    """After the locks are released: wake the peer of the chosen case."""
+    i, value = done[0], done[1]
+    if value is _SEND_CLOSED:
+        raise ChannelClosed("send on closed channel (select case %d)" % i)
+    if len(done) == 4:
+        _wake(done[2], done[3])
+    return (i, value)
+
+
+class _Forever:
+    """A wait nothing ends but cancellation (``select()`` with no cases)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+
+    def _abort(self, task: Task) -> bool:
+        with self._lock:
+            if task._waiting_on is not self:
+                return False
+            task._wait_seq += 1
+            task._waiting_on = None
+            return True
+
+
+async def _block_forever(task: Task) -> Any:
+    forever = _Forever()
+    forever._lock.acquire()
+    return await park(task, forever, forever._lock)

@@ -1,0 +1,165 @@
+"""Time for tasks: ``sleep``, ``after``, ``Ticker`` and ``Timer``.
+
+All of them run on the runtime's clock (``curcor.now()``), which a test's
+fake clock drives.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from typing import Any
+
+from .chan import Channel
+from .errors import Cancelled, RuntimeMisuse
+from .scheduler import YIELD, YIELD_NOW
+from .traps import park, worker_and_task
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} takes seconds as a number, not {value!r}")
+    if value != value:
+        raise ValueError(f"{what} got NaN seconds")
+    return float(value)
+
+
+def sleep(seconds: float) -> Any:
+    """Suspend the task for ``seconds`` (0 just lets other tasks run).
+
+    ``await curcor.sleep(0.5)``.
+
+    Raises:
+        Cancelled: an enclosing scope was cancelled.
+    """
+    w, task = worker_and_task("curcor.sleep()")
+    if task._cancel_pending:
+        raise Cancelled()
+    if (type(seconds) is int or type(seconds) is float) and seconds <= 0:
+        return YIELD_NOW
+    return _sleep(w, task, _seconds(seconds, "curcor.sleep()"))
+
+
+@types.coroutine
+def _sleep(w: Any, task: Any, seconds: float) -> Any:
+    if seconds <= 0:
+        yield YIELD
+        return None
+    if seconds == math.inf:
+        from .chan import _block_forever
+
+        yield from _block_forever(task).__await__()
+        return None
+    timers = w.sched.timers
+    timers.lock.acquire()
+    timers.add_sleep(w.sched.clock.now() + seconds, task)
+    yield from park(task, timers, timers.lock)
+    return None
+
+
+def after(seconds: float) -> Channel:
+    """A channel that receives ``curcor.now()`` once, ``seconds`` from now.
+
+    Go's ``time.After``: use it as a select case, ``curcor.recv(after(1))``.
+    """
+    seconds = _seconds(seconds, "curcor.after()")
+    w, _ = worker_and_task("curcor.after()")
+    ch = Channel(1)
+    sched = w.sched
+    sched.timers.call_at(
+        sched.clock.now() + max(0.0, seconds), lambda: ch.try_send(sched.clock.now())
+    )
+    return ch
+
+
+class Timer:
+    """Go's ``time.Timer``: ``t.c`` receives the time once after ``seconds``.
+
+    ``stop()`` prevents it from firing; ``reset(seconds)`` re-arms it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        w, _ = worker_and_task("curcor.Timer()")
+        self._sched = w.sched
+        self.c = Channel(1)
+        self._handle: Any = None
+        self.reset(seconds)
+
+    def _fire(self) -> None:
+        self.c.try_send(self._sched.clock.now())
+
+    def stop(self) -> bool:
+        """Stop the timer; True if it had not fired yet."""
+        handle, self._handle = self._handle, None
+        return bool(handle is not None and handle.cancel())
+
+    def reset(self, seconds: float) -> bool:
+        """Re-arm to fire ``seconds`` from now; True if it was still pending."""
+        seconds = _seconds(seconds, "Timer.reset()")
+        was = self.stop()
+        sched = self._sched
+        self._handle = sched.timers.call_at(
+            sched.clock.now() + max(0.0, seconds), self._fire
+        )
+        return was
+
+
+class Ticker:
+    """Go's ``time.Ticker``: ``t.c`` receives the time every ``period`` seconds.
+
+    Ticks that nobody receives are dropped (the channel holds one), so a slow
+    reader never builds a backlog. ``async for when in ticker`` reads ticks;
+    ``stop()`` ends them.
+    """
+
+    def __init__(self, period: float) -> None:
+        period = _seconds(period, "curcor.Ticker()")
+        if period <= 0:
+            raise ValueError(f"Ticker period must be > 0 seconds, not {period!r}")
+        w, _ = worker_and_task("curcor.Ticker()")
+        self._sched = w.sched
+        self.period = period
+        self.c = Channel(1)
+        self._next = self._sched.clock.now() + period
+        self._stopped = False
+        self._handle = self._sched.timers.call_at(self._next, self._tick)
+
+    def _tick(self) -> None:
+        if self._stopped:
+            return
+        now = self._sched.clock.now()
+        self.c.try_send(now)
+        # Next tick on the original grid, skipping ticks that were missed.
+        self._next += self.period * max(1, math.ceil((now - self._next) / self.period))
+        if self._next <= now:
+            self._next += self.period
+        self._handle = self._sched.timers.call_at(self._next, self._tick)
+
+    def stop(self) -> None:
+        """Stop ticking; a tick already in the channel stays there."""
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def reset(self, period: float) -> None:
+        """Tick every ``period`` seconds from now on."""
+        period = _seconds(period, "Ticker.reset()")
+        if period <= 0:
+            raise ValueError(f"Ticker period must be > 0 seconds, not {period!r}")
+        self.stop()
+        self._stopped = False
+        self.period = period
+        self._next = self._sched.clock.now() + period
+        self._handle = self._sched.timers.call_at(self._next, self._tick)
+
+    def __aiter__(self) -> Ticker:
+        return self
+
+    async def __anext__(self) -> float:
+        if self._stopped and not len(self.c):
+            raise StopAsyncIteration
+        value: float = await self.c.recv()
+        return value
+
+
+__all__ = ["RuntimeMisuse", "Ticker", "Timer", "after", "sleep"]

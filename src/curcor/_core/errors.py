@@ -1,0 +1,81 @@
+"""The exceptions of the runtime core, all re-exported by ``curcor``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "Cancelled",
+    "ChannelClosed",
+    "ConfigError",
+    "DeadlockError",
+    "RuntimeMisuse",
+    "Terminated",
+    "ThreadCreateError",
+    "WouldBlock",
+]
+
+
+class Cancelled(BaseException):
+    """Raised inside a task at each await once an enclosing scope is cancelled.
+
+    It is a ``BaseException`` so that ``except Exception`` cannot swallow it:
+    cancellation is level-triggered and keeps being raised until the cancelled
+    scope exits.
+    """
+
+
+class ChannelClosed(Exception):
+    """A send on a closed channel, a second close, or a receive once drained."""
+
+
+class WouldBlock(Exception):
+    """``Channel.try_recv`` found nothing to take and the channel is open."""
+
+
+class DeadlockError(RuntimeError):
+    """Every task is blocked and nothing can wake any of them.
+
+    The message starts with ``curcor: all tasks are asleep - deadlock!`` and
+    holds a stack dump of every task.
+    """
+
+
+class ConfigError(ValueError):
+    """A configuration value is bad; the message says what, where and what fits.
+
+    ``curcor run`` prints it as ``curcor: scheduler init panic: <message>``
+    and exits with status 2.
+    """
+
+
+class ThreadCreateError(RuntimeError):
+    """A worker thread could not be created; nothing was left half started.
+
+    ``curcor run`` prints it as ``curcor: failed to create OS thread: <reason>``
+    and exits with status 2.
+    """
+
+
+class RuntimeMisuse(RuntimeError):
+    """The API was used in a way that cannot work; the message names the fix."""
+
+
+class Terminated(BaseException):
+    """``curcor.run`` was stopped by SIGTERM after a graceful shutdown.
+
+    ``curcor run`` turns it into exit status 0 when it was the only failure.
+    """
+
+
+# Show the public module in tracebacks: ``curcor.DeadlockError``, not the
+# private module that defines it.
+for _cls in (
+    Cancelled,
+    ChannelClosed,
+    ConfigError,
+    DeadlockError,
+    RuntimeMisuse,
+    Terminated,
+    ThreadCreateError,
+    WouldBlock,
+):
+    _cls.__module__ = "curcor"

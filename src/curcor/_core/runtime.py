@@ -1,0 +1,697 @@
+"""Boot, run and shut down one runtime: ``run``, ``go``, join, signals, stats.
+
+``run`` boots a ``Scheduler`` on ``maxprocs`` workers (the calling thread is
+worker 0), runs the main task to completion, cancels what is left, and
+returns the main task's value. Only one runtime runs in a process at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from types import CoroutineType
+from typing import Any
+
+from .cancel import cancel_task as _cancel_in
+from .errors import (
+    Cancelled,
+    DeadlockError,
+    RuntimeMisuse,
+    Terminated,
+    ThreadCreateError,
+)
+from .scheduler import Scheduler, Worker, _tls, current_worker
+from .task import DONE, FREE, RUNNABLE, Task, describe_stack
+from .timers import Clock
+from .traps import park, worker_and_task
+
+log = logging.getLogger("curcor")
+
+DEADLOCK_HEADER = "curcor: all tasks are asleep - deadlock!"
+
+# Ids handed to a worker at a time, so spawning rarely takes the id lock.
+ID_BLOCK = 4096
+
+_running: Runtime | None = None
+_running_lock = threading.Lock()
+_process_defaults: tuple[Any, bool] | None = None
+_run_called = False
+_last_stats: Any = None
+
+
+def set_process_defaults(config: Any, announce: bool) -> None:
+    """Make every later ``run`` use ``config``; ``announce`` prints the boot line.
+
+    Used by ``curcor run``: the boot line then goes to stderr as the first line
+    the runtime writes, instead of to the ``curcor`` logger.
+    """
+    global _process_defaults
+    _process_defaults = (config, announce)
+
+
+def run_was_called() -> bool:
+    """True once ``run`` has been entered in this process."""
+    return _run_called
+
+
+def running_scheduler() -> Scheduler | None:
+    """The scheduler of the runtime running now, if any."""
+    rt = _running
+    return rt.sched if rt is not None else None
+
+
+def running_runtime() -> Runtime | None:
+    """The runtime running now, if any."""
+    return _running
+
+
+def _load_config(config: Any) -> tuple[Any, bool]:
+    if config is not None:
+        return config, False
+    if _process_defaults is not None:
+        return _process_defaults
+    from .config import find_root, load_config
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    from pathlib import Path
+
+    start = Path(path).resolve().parent if path else Path.cwd()
+    return load_config(root=find_root(start)), False
+
+
+class Runtime:
+    """One run of the scheduler: its workers, main task and outcome."""
+
+    def __init__(self, config: Any, clock: Clock | None, seed: int | None) -> None:
+        self.config = config
+        self.sched = Scheduler(
+            config.maxprocs, clock=clock, backend=config.scheduler, seed=seed
+        )
+        self.sched.task_ended = self._task_ended  # type: ignore[method-assign]
+        self.sched.task_failed = self._task_failed  # type: ignore[method-assign]
+        self.sched.on_all_blocked = self._on_all_blocked
+        self.sched.outside_work_hook = self._take_signals
+        self.crash: BaseException | None = None
+        self.unretrieved: dict[int, Task] = {}
+        self.interrupted = False
+        self.terminated = False
+        self.draining = False
+        self.started_at = time.monotonic()
+        self.pool: Any = None
+        self.gc_collections = 0
+        self.gc_pause_total = 0.0
+        self.gc_pause_max = 0.0
+        self._gc_started = 0.0
+        self._sigints = 0
+        self._old_handlers: dict[int, Any] = {}
+        self._old_wakeup_fd = -1
+
+    # -- spawning -----------------------------------------------------------
+
+    def spawn(self, w: Worker, coro: Any, name: str | None) -> Task:
+        """Owner ``w``: a new runnable task for ``coro`` on ``w``'s queue."""
+        return w.spawn(coro, name)
+
+    # -- outcomes -------------------------------------------------------------
+
+    def _task_failed(self, task: Task, exc: BaseException, shared: bool) -> None:
+        """A task other than main ended with ``exc`` and nobody was joining."""
+        if task is self.sched.main or isinstance(exc, Cancelled):
+            return
+        if shared:
+            # A handle is still held: join() may still collect it.
+            self.unretrieved[id(task)] = task
+            return
+        self._crash(task, exc)
+
+    def _crash(self, task: Task, exc: BaseException) -> None:
+        """An exception escaped a detached task: log it, cancel main."""
+        log.error(
+            "unhandled exception in task %r; cancelling the main task",
+            task.name,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        if self.crash is None:
+            self.crash = exc
+            main = self.sched.main
+            if main is not None:
+                _cancel_in(self.sched, main)
+
+    def _task_ended(self, task: Task) -> None:
+        """Called only for the main task, or any task while draining."""
+        sched = self.sched
+        if task is sched.main:
+            self._main_done()
+        elif self.draining and sched.live_tasks() <= 0:
+            sched.stop()
+
+    def _main_done(self) -> None:
+        """Main returned: cancel the tasks left, give them the grace period."""
+        self.draining = True
+        self.sched.draining = True
+        rest = [t for t in list(self.sched.all_tasks) if t is not self.sched.main]
+        if not rest or self.sched.live_tasks() <= 0:
+            self.sched.stop()
+            return
+        for t in rest:
+            _cancel_in(self.sched, t)
+        grace = float(getattr(self.config, "shutdown_grace", 5.0))
+        self.sched.timers.call_at(self.sched.clock.now() + grace, self._grace_over)
+
+    def _grace_over(self) -> None:
+        names = [t.name for t in list(self.sched.all_tasks)[:10]]
+        if names:
+            log.warning(
+                "shutdown grace period over; abandoning %d task(s): %s",
+                len(self.sched.all_tasks),
+                ", ".join(names),
+            )
+        self.sched.stop()
+
+    # -- all tasks blocked ----------------------------------------------------
+
+    def _on_all_blocked(self, w: Worker) -> bool:
+        """Called with the scheduler lock held when every worker is idle.
+
+        Returns True when ``w`` should look for work again instead of waiting.
+        """
+        sched = self.sched
+
+        # 1. Tasks waiting for exactly this moment (tests) run first.
+        if sched.blocked_waiters:
+            woken = [t for t, seq in sched.blocked_waiters if t._wait_seq == seq]
+            sched.blocked_waiters.clear()
+            for t in woken:
+                t._wait_seq += 1
+                t._waiting_on = None
+                t._state = RUNNABLE
+                t._value = None
+                sched.gq.append(t)
+            if woken:
+                return True
+
+        # 2. A pending timer will wake someone; a fake clock jumps to it.
+        deadline = sched.timers.next_deadline()
+        if deadline is not None:
+            if sched.clock.autojump:
+                sched.clock.jump_to(deadline)
+                return True
+            return False
+
+        # 3. Thread work, I/O or a foreign thread may still wake someone.
+        if sched.thread_work or sched.io_waiters or sched.live_tasks() <= 0:
+            return False
+        if sched.foreign_wakers_possible():
+            return False
+
+        # 4. Nothing can: a deadlock (or, while draining, just the end).
+        if not self.draining:
+            sched.deadlock = self._dump(DEADLOCK_HEADER)
+        sched.stopping = True
+        sched.wake_all()
+        return True
+
+    def _dump(self, header: str) -> str:
+        """``header`` and the stack of every live task."""
+        lines = [header, ""]
+        for task in sorted(list(self.sched.all_tasks), key=lambda t: t._id):
+            state = "blocked" if task._waiting_on is not None else "runnable"
+            waiting_on = task._waiting_on
+            what = type(waiting_on).__name__ if waiting_on is not None else ""
+            where = f" on {what}" if what else ""
+            lines.append(f"task {task._id} [{state}{where}] {task.name!r}:")
+            lines.extend(describe_stack(task) or ["  (not started)"])
+            lines.append("")
+        return "\n".join(lines).rstrip("\n")
+
+    # -- signals --------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        wanted = {signal.SIGINT: self._on_signal, signal.SIGTERM: self._on_signal}
+        if hasattr(signal, "SIGQUIT"):
+            wanted[signal.SIGQUIT] = self._on_sigquit
+        for signum, handler in wanted.items():
+            try:
+                self._old_handlers[signum] = signal.signal(signum, handler)
+            except (ValueError, OSError):
+                pass
+        try:
+            fd = self.sched.poller.wakeup_fd()
+            self._old_wakeup_fd = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            self._old_wakeup_fd = -1
+
+    def _restore_signals(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            try:
+                signal.signal(signum, handler)
+            except (ValueError, OSError, TypeError):
+                pass
+        self._old_handlers.clear()
+        if threading.current_thread() is threading.main_thread():
+            try:
+                signal.set_wakeup_fd(self._old_wakeup_fd)
+            except (ValueError, OSError):
+                pass
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Signal handler (main thread): queue it; a worker acts on it."""
+        if signum == signal.SIGINT:
+            self._sigints += 1
+            if self._sigints >= 2:
+                os.write(2, b"curcor: second interrupt; exiting now\n")
+                os._exit(130)
+        self.sched.sigq.append(signum)
+        self.sched.poller.wakeup()
+
+    def _on_sigquit(self, signum: int, frame: Any) -> None:
+        """SIGQUIT: dump every task's stack to stderr and exit 2, like Go."""
+        text = self._dump(f"curcor: SIGQUIT: dumping {len(self.sched.all_tasks)} tasks")
+        os.write(2, (text + "\n").encode("utf-8", "replace"))
+        os._exit(2)
+
+    def _take_signals(self) -> None:
+        """On a worker: act on queued signals by cancelling the main task."""
+        while self.sched.sigq:
+            try:
+                signum = self.sched.sigq.popleft()
+            except IndexError:
+                return
+            if signum == signal.SIGINT:
+                self.interrupted = True
+            else:
+                self.terminated = True
+            main = self.sched.main
+            if main is not None:
+                _cancel_in(self.sched, main)
+
+    # -- garbage collection ---------------------------------------------------
+
+    def _gc_callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._gc_started
+            self.gc_collections += 1
+            self.gc_pause_total += pause
+            if pause > self.gc_pause_max:
+                self.gc_pause_max = pause
+
+
+def _start_workers(rt: Runtime) -> None:
+    """Start workers 1..n-1; on failure stop those started and raise."""
+    sched = rt.sched
+    fail_at = os.environ.get("CURCOR_FAULT_THREAD_CREATE", "")
+    started: list[threading.Thread] = []
+    for w in sched.workers[1:]:
+        t = threading.Thread(target=w.run, name=f"curcor-worker-{w.index}", daemon=True)
+        try:
+            if fail_at and int(fail_at) == w.index:
+                raise RuntimeError("can't start new thread (fault injected)")
+            t.start()
+        except RuntimeError as exc:
+            sched.stop()
+            for s in started:
+                s.join(timeout=5)
+            sched.poller.close()
+            raise ThreadCreateError(
+                f"{exc}; {len(started) + 1} of {sched.n} workers had started and "
+                "were stopped; lower maxprocs (CURCOR_MAXPROCS) or raise the "
+                "thread limit (ulimit -u)"
+            ) from None
+        assert t.ident is not None
+        sched.runtime_threads.add(t.ident)
+        w.thread = t
+        started.append(t)
+
+
+def _check_coroutine(coro: Any, api: str) -> None:
+    if hasattr(coro, "send") and hasattr(coro, "throw"):
+        return
+    if callable(coro):
+        name = getattr(coro, "__name__", "fn")
+        raise TypeError(
+            f"{api} takes a coroutine object, not the function {name!r}: write "
+            f"{api.rstrip('()')}({name}(...)), with the arguments inside the call"
+        )
+    raise TypeError(
+        f"{api} takes a coroutine object (the result of calling an async def "
+        f"function), not {type(coro).__name__}"
+    )
+
+
+def run(
+    coro: Any,
+    *,
+    config: Any = None,
+    clock: Clock | None = None,
+    seed: int | None = None,
+) -> Any:
+    """Boot the runtime, run ``coro`` as the main task, shut down, return its value.
+
+    Args:
+        coro: the main coroutine, e.g. ``main()``.
+        config: a ``curcor.config.Config``; by default the configuration is read
+            from ``curcor.toml`` and ``CURCOR_*`` environment variables.
+        clock: a clock to drive timers (tests pass a ``FakeClock``).
+        seed: shuffle the run queues with this seed (tests).
+
+    Raises:
+        The main task's exception; the first exception that escaped a detached
+        task; ``DeadlockError`` when every task blocked forever;
+        ``KeyboardInterrupt`` after SIGINT; ``Terminated`` after SIGTERM;
+        ``ConfigError`` or ``ThreadCreateError`` when boot fails.
+    """
+    global _running, _run_called
+    _check_coroutine(coro, "curcor.run()")
+    if current_worker() is not None:
+        coro.close()
+        raise RuntimeMisuse(
+            "curcor.run() was called from inside a running task; await the "
+            "coroutine instead, or start it with curcor.go()"
+        )
+    try:
+        cfg, announce = _load_config(config)
+    except BaseException:
+        coro.close()
+        raise
+    with _running_lock:
+        if _running is not None:
+            coro.close()
+            raise RuntimeMisuse(
+                "another curcor runtime is already running in this process; "
+                "run one at a time, or use curcor.from_thread() to reach it"
+            )
+        _run_called = True
+        try:
+            rt = Runtime(cfg, clock, seed)
+        except BaseException:
+            coro.close()
+            raise
+        _running = rt
+    try:
+        return _run(rt, coro, announce)
+    finally:
+        with _running_lock:
+            _running = None
+
+
+def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
+    sched = rt.sched
+    try:
+        _start_workers(rt)
+    except BaseException:
+        coro.close()
+        raise
+    line = f"curcor: scheduler booted on {sched.n} OS threads"
+    if announce:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    else:
+        log.info(line)
+
+    # The main task starts on worker 0, which is this thread.
+    w0 = sched.workers[0]
+    main = Task()
+    main.coro = coro
+    main._id = sched.id_block(1)
+    import contextvars
+
+    ctx = contextvars.copy_context()
+    main._ctx = ctx if len(ctx) else None
+    main._state = RUNNABLE
+    sched.main = main
+    sched.all_tasks.add(main)
+    w0.spawned += 1
+    w0.local.append(main)
+    sched.runtime_threads.add(threading.get_ident())
+
+    gc_restore = _gc_begin(rt)
+    rt._install_signals()
+    try:
+        w0.run()
+    finally:
+        rt._restore_signals()
+        _stop_all(rt)
+        _gc_end(rt, gc_restore)
+        global _last_stats
+        _last_stats = snapshot(rt)
+    return _outcome(rt, main)
+
+
+def _stop_all(rt: Runtime) -> None:
+    sched = rt.sched
+    sched.stop()
+    grace = float(getattr(rt.config, "shutdown_grace", 5.0))
+    for w in sched.workers[1:]:
+        if w.thread is not None:
+            w.thread.join(timeout=max(1.0, grace))
+    if rt.pool is not None:
+        rt.pool.shutdown()
+    sched.poller.close()
+
+
+def _outcome(rt: Runtime, main: Task) -> Any:
+    """What ``run`` returns or raises, in order of precedence."""
+    sched = rt.sched
+    if rt.interrupted:
+        raise KeyboardInterrupt
+    if sched.deadlock is not None:
+        raise DeadlockError(sched.deadlock)
+    if rt.crash is not None:
+        raise rt.crash
+    if main._state != DONE:
+        raise RuntimeMisuse("the runtime stopped before the main task finished")
+    exc = main._exc
+    if rt.terminated and (exc is None or isinstance(exc, Cancelled)):
+        raise Terminated("stopped by SIGTERM after a graceful shutdown")
+    if exc is not None:
+        raise exc
+    for task in list(rt.unretrieved.values()):
+        error = task._exc
+        if error is not None:
+            rt._crash(task, error)
+            raise error
+    return main._value
+
+
+def _gc_begin(rt: Runtime) -> Any:
+    gc.callbacks.append(rt._gc_callback)
+    mode = getattr(rt.config, "gc", "governed")
+    saved = (gc.isenabled(), gc.get_threshold())
+    if mode == "off":
+        gc.disable()
+    elif mode == "governed":
+        # The first cut of the governor: start-up objects leave the
+        # collector's way, and young collections happen less often while
+        # tasks are spawned in bursts. Thresholds: see docs/gc.md.
+        gc.freeze()
+        t0, t1, t2 = gc.get_threshold()
+        gc.set_threshold(max(t0, GOVERNED_GEN0), t1, t2)
+    return saved
+
+
+# Gen-0 threshold while governed. Chosen by measurement (benchmarks/ spawn
+# 1M): see docs/gc.md.
+GOVERNED_GEN0 = 50_000
+
+
+def _gc_end(rt: Runtime, saved: Any) -> None:
+    enabled, threshold = saved
+    gc.set_threshold(*threshold)
+    if enabled:
+        gc.enable()
+    if getattr(rt.config, "gc", "governed") == "governed":
+        gc.unfreeze()
+    try:
+        gc.callbacks.remove(rt._gc_callback)
+    except ValueError:
+        pass
+
+
+# -- the API the public modules wrap ------------------------------------------
+
+
+def go(coro: Any, name: str | None = None) -> Task:
+    """Start ``coro`` as a detached task (Go's ``go``) and return its handle.
+
+    ``curcor.go(worker(i))`` — note the call: pass the coroutine object.
+
+    Raises:
+        TypeError: ``coro`` is not a coroutine object (e.g. ``go(fn, 1)``).
+        RuntimeMisuse: called outside a running curcor task.
+    """
+    try:
+        w = _tls.worker
+        running = w.current is not None
+    except AttributeError:
+        running = False
+    if not running:
+        if hasattr(coro, "close"):
+            coro.close()
+        raise RuntimeMisuse(
+            "curcor.go() was called outside the runtime; start the program with "
+            "curcor.run(main()) and call go() from a task, or use "
+            "curcor.from_thread() from a plain thread"
+        )
+    if type(coro) is not CoroutineType:
+        _check_coroutine(coro, "curcor.go()")
+    if name is not None and type(name) is not str:
+        if hasattr(coro, "close"):
+            coro.close()
+        raise TypeError(
+            f"curcor.go() takes a coroutine and an optional name, got name={name!r}"
+            "; to pass arguments write curcor.go(fn(arg)), not curcor.go(fn, arg)"
+        )
+    return w.spawn(coro, name)
+
+
+def cancel_task(task: Task) -> bool:
+    """``Task.cancel``: request cancellation; True if the task had not ended."""
+    rt = _running
+    if rt is None:
+        return False
+    return _cancel_in(rt.sched, task)
+
+
+async def join_task(task: Task) -> Any:
+    """``Task.join``: wait for ``task`` to end; return its value or raise."""
+    w, me = worker_and_task("Task.join()")
+    if task is me:
+        raise RuntimeMisuse("a task cannot join itself; it would wait forever")
+    if me._cancel_pending:
+        raise Cancelled()
+    sched = w.sched
+    stripe = sched.stripe(task)
+    stripe.acquire()
+    if task._state == DONE or task._state == FREE:
+        stripe.release()
+        return take_result(task)
+    if task._joiners is None:
+        task._joiners = []
+    task._joiners.append((me, me._wait_seq))
+    await park(me, task, stripe)
+    return take_result(task)
+
+
+def _abort_join(task: Task, waiter: Task) -> bool:
+    """Abort ``waiter``'s join of ``task`` (cancellation)."""
+    rt = _running
+    if rt is None:
+        return False
+    with rt.sched.stripe(task):
+        if waiter._waiting_on is not task:
+            return False
+        waiter._wait_seq += 1
+        waiter._waiting_on = None
+        return True
+
+
+Task._abort = _abort_join  # type: ignore[attr-defined]
+
+
+def take_result(task: Task) -> Any:
+    """The value of a finished task, or raise its exception."""
+    rt = _running
+    if rt is not None:
+        rt.unretrieved.pop(id(task), None)
+    exc = task._exc
+    if exc is not None:
+        raise exc
+    return task._value
+
+
+def now() -> float:
+    """The runtime's monotonic clock in seconds (a test's fake clock drives it)."""
+    rt = _running
+    if rt is None:
+        return time.monotonic()
+    return rt.sched.clock.now()
+
+
+def current_task() -> Task:
+    """The task running this code.
+
+    Raises:
+        RuntimeMisuse: called outside a curcor task.
+    """
+    return worker_and_task("curcor.current_task()")[1]
+
+
+# -- statistics ---------------------------------------------------------------
+
+
+def snapshot(rt: Runtime | None) -> Any:
+    """A ``Stats`` snapshot of ``rt`` (or of the last runtime, or zeros)."""
+    from .stats import Stats, WorkerStats
+
+    if rt is None:
+        return _last_stats if _last_stats is not None else Stats()
+    sched = rt.sched
+    workers = tuple(
+        WorkerStats(
+            index=w.index,
+            steps=w.steps,
+            steals=w.steals,
+            handoffs=w.handoffs,
+            parks=w.parks,
+            queued=len(w.local) + (w.runnext is not None),
+        )
+        for w in sched.workers
+    )
+    live = max(0, sched.live_tasks())
+    runnable = min(live, sched.runnable_tasks())
+    spawned = sum(w.spawned for w in sched.workers) + sched.outside_spawned
+    return Stats(
+        maxprocs=sched.n,
+        backend=sched.poller.backend,
+        uptime=time.monotonic() - rt.started_at,
+        tasks_live=live,
+        tasks_runnable=runnable,
+        tasks_blocked=max(0, live - runnable),
+        tasks_spawned=spawned,
+        tasks_finished=sum(w.finished for w in sched.workers),
+        steps=sum(w.steps for w in sched.workers),
+        workers=workers,
+        timers_pending=len(sched.timers.heap),
+        timers_fired=sched.timers.fired,
+        netpoll_waits=sched.poller.waits,
+        thread_calls_in_flight=sched.thread_work,
+        pool_hits=0,
+        pool_misses=0,
+        gc_collections=rt.gc_collections,
+        gc_pause_total=rt.gc_pause_total,
+        gc_pause_max=rt.gc_pause_max,
+    )
+
+
+def stats() -> Any:
+    """A snapshot of the running runtime's figures (``curcor.Stats``).
+
+    Outside a runtime it returns the last runtime's final figures, or zeros.
+    """
+    return snapshot(_running)
+
+
+__all__ = [
+    "cancel_task",
+    "current_task",
+    "go",
+    "join_task",
+    "now",
+    "run",
+    "run_was_called",
+    "running_scheduler",
+    "set_process_defaults",
+    "stats",
+    "take_result",
+]

@@ -1,0 +1,743 @@
+"""The M:N scheduler: tasks on worker threads, with run queues and parking.
+
+Terms
+-----
+- task: a coroutine plus its record (``task.Task``); Go's goroutine.
+- worker: an OS thread that steps tasks; Go's M bound to a P. There are
+  ``maxprocs`` of them; the thread that called ``curcor.run`` is worker 0.
+- step: one ``coro.send`` or ``coro.throw``, up to the task's next trap.
+- trap: what a task yields to its worker: ``YIELD`` (requeue me) or ``PARK``
+  (I put myself on a wait list; release ``_park_lock`` for me).
+- run queue: a worker's local ``deque`` of runnable tasks, plus its one-slot
+  ``runnext`` for the task it just woke.
+- global queue: where tasks woken from outside any worker (thread pool,
+  ``from_thread``, signals) wait for a worker.
+- steal: an idle worker takes half of another worker's run queue.
+- park: an idle worker blocks on its own lock until woken.
+- poller: the one idle worker that blocks in the netpoller (``poller.py``)
+  with a timeout up to the next timer, instead of on its lock.
+- sysmon: the monitor thread (preemption, stats sampling); arrives with the
+  preemption work and plugs in at ``Scheduler.sysmon``.
+
+The problem
+-----------
+Run up to millions of coroutines on a few threads with as little work per
+step as pure Python allows, never lose a wake-up between threads, never spin
+an idle CPU, and notice when nothing can ever run again (deadlock).
+
+Designs rejected
+----------------
+- Futures with done-callbacks for every wait (asyncio): an object and a
+  callback list per await, and a trip through the ready queue for every
+  resumption. Here a wait is the task itself on a wait list.
+- One global run queue behind a lock: every step would take the lock.
+- Waking an idle worker for every new runnable task (Go's ``wakep``): under
+  the GIL two workers running Python only contend for the interpreter, so
+  on GIL builds extra workers stay parked while one makes progress and serve
+  wake-ups from outside; ``spread`` turns eager waking on for free-threaded
+  builds, where workers really run in parallel.
+
+The design
+----------
+Each worker loops: take ``runnext``, else the head of its local queue, else
+(the slow path, ``Worker._find_task``) the global queue, due timers, a steal
+from another worker, and finally park. Every 64 steps it also looks at the
+global queue, the signal queue and the timers, so work from outside cannot
+starve behind a busy queue. A task woken by a task goes to the waker's
+``runnext`` (ping-pong stays on one thread); after 64 hand-offs in a row the
+woken task goes to the queue's tail instead, so a pair cannot starve others.
+
+The wait protocol (how a task blocks and is woken; numbered as used)
+----------------------------------------------------------------------
+1. The task takes the lock of the object it waits on (a channel, a mutex,
+   the timer heap), checks that it must wait, appends ``(task, seq)`` to the
+   object's wait list where ``seq`` is ``task._wait_seq``, sets
+   ``task._waiting_on`` to the object and ``task._park_lock`` to the lock.
+2. It yields ``PARK`` still holding the lock. The worker releases the lock
+   after the coroutine has suspended, so no other worker can resume the task
+   while its frame is still executing.
+3. A waker takes the same lock, pops an entry and checks ``seq`` against
+   ``task._wait_seq``: if they differ the entry is stale (the wait already
+   ended) and is skipped. Otherwise it ends the wait by bumping
+   ``_wait_seq`` and clearing ``_waiting_on``, and, after releasing the lock,
+   queues the task with the value to resume with.
+4. Cancellation ends a wait the same way through ``_waiting_on._abort(task)``
+   under the same lock, so exactly one of waker and canceller wins.
+5. A ``select`` waits on several channels at once: it holds all their locks
+   (taken in ``id`` order) while it registers, and its entries are claimed
+   under the task's stripe lock (``Scheduler.stripe``) instead, which every
+   channel's waker takes while holding its own channel lock.
+
+Lock order: cancel lock -> an object's lock -> a stripe lock -> the
+scheduler lock. Nothing takes a lock to the left of one it holds.
+
+Idle protocol
+-------------
+A worker that found nothing takes the scheduler lock, re-checks the global
+queue, and adds itself to the idle set. The first idle worker becomes the
+poller; the others park on their own lock. ``Scheduler.wake_one`` (called
+with the scheduler lock held) releases a parked worker's lock or wakes the
+poller through the poller's wakeup descriptor. When the last worker goes
+idle, all tasks are blocked: the scheduler then wakes tasks waiting in
+``wait_all_tasks_blocked``, or jumps a fake clock to the next timer, or
+declares a deadlock when nothing (timer, thread work, I/O, a foreign
+thread) can wake any task.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+from .poller import Poller
+from .task import BLOCKED, DONE, FREE, RUNNABLE, RUNNING, Task, refcount_baseline
+from .timers import CALL, Clock, Timers
+
+# Traps a task yields to its worker. Identity-compared on the hot path.
+YIELD = "curcor.yield"
+PARK = "curcor.park"
+
+# The value a task that yielded YIELD is resumed with (see ``YieldNow``).
+RESUME = "curcor.resume"
+
+
+class YieldNow:
+    """A stateless awaitable that yields YIELD once: ``await YIELD_NOW``.
+
+    The coroutine keeps its awaited iterator alive while suspended; a shared
+    singleton instead of a generator per ``sleep(0)`` saves about 200 bytes
+    per suspended task. The first step (``__next__``) yields the trap; the
+    worker resumes with ``RESUME``, and ``send(RESUME)`` ends the await.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> YieldNow:
+        return self
+
+    def __iter__(self) -> YieldNow:
+        return self
+
+    def __next__(self) -> str:
+        return YIELD
+
+    def send(self, value: Any) -> str:
+        if value is RESUME:
+            raise StopIteration
+        return YIELD
+
+
+YIELD_NOW = YieldNow()
+
+# Steps between looks at the global queue, signals and timers. Arbitrary;
+# Go uses 61. A power of two keeps the check a mask.
+TICK_MASK = 63
+
+# Hand-offs through runnext in a row before a woken task queues at the tail.
+# Arbitrary; bounds how long a ping-pong pair can delay queued tasks.
+RUNNEXT_STREAK_MAX = 64
+
+# Records kept per worker for reuse. Arbitrary; no measurement yet. Beyond
+# it, finished records are left to the garbage collector.
+FREE_LIST_MAX = 1 << 16
+
+# Task ids a worker reserves at a time, so spawning rarely takes the id lock.
+ID_BLOCK = 4096
+
+# Stripe locks guarding join lists and select claims. Arbitrary power of two.
+STRIPES = 64
+
+_REFS_UNSHARED = refcount_baseline()
+_getrefcount = sys.getrefcount
+
+# The worker the current thread runs, if any. Read on the hot path of every
+# API call to find the current task.
+_tls = threading.local()
+
+
+def current_worker() -> Worker | None:
+    """The worker running on this thread, or None outside the runtime."""
+    return getattr(_tls, "worker", None)
+
+
+class ShuffledDeque(deque):  # type: ignore[type-arg]
+    """A run queue for shuffle mode (tests): each append lands at random."""
+
+    rng: Any = None
+
+    def append(self, task: Any) -> None:
+        self.insert(self.rng.randrange(len(self) + 1), task)
+
+
+class Worker:
+    """One OS thread stepping tasks (see "Terms" above)."""
+
+    def __init__(self, sched: Scheduler, index: int) -> None:
+        self.sched = sched
+        self.index = index
+        # Lock rule: ``local`` is appended and popped at the left by its
+        # owner only; thieves popleft too. Each deque operation is atomic
+        # (documented thread-safe, also on free-threaded builds), so no lock.
+        self.local: deque[Task] = deque()
+        # Owner-only: runnext, current, free, streak and the counters.
+        self.runnext: Task | None = None
+        self.current: Task | None = None
+        self.free: list[Task] = []
+        self.streak = 0
+        self.steps = 0
+        self.steals = 0
+        self.parks = 0
+        self.handoffs = 0
+        self.spawned = 0
+        self.finished = 0
+        self.step_started = 0.0  # for sysmon: when the running step began
+        # Guarded by the scheduler lock: whether this worker is parked.
+        self.park_lock = threading.Lock()
+        self.park_lock.acquire()
+        self.thread: threading.Thread | None = None
+        self.id_next = 0  # owner-only: the next id of its reserved block
+        self.id_end = 0
+        self.base: Any = None  # owner-only: the shared empty context
+        self.all_add = sched.all_tasks.add
+        self.spread = sched.spread
+        self.rng: Any = None  # a random.Random in shuffle mode (tests)
+
+    # -- queueing -----------------------------------------------------------
+
+    def push_next(self, task: Task) -> None:
+        """Owner only: make ``task`` run next (it was just woken here)."""
+        task._state = RUNNABLE
+        if self.streak >= RUNNEXT_STREAK_MAX or self.rng is not None:
+            self.local.append(task)
+            return
+        old = self.runnext
+        self.runnext = task
+        if old is not None:
+            self.local.append(old)
+        if self.sched.spread and self.sched.idle:
+            self.sched.wake_for_steal()
+
+    def spawn(self, coro: Any, name: str | None) -> Task:
+        """Owner only: a new runnable task for ``coro`` on this run queue."""
+        free = self.free
+        task = free.pop() if free else Task()
+        task.coro = coro
+        task._name = name
+        tid = self.id_next
+        if tid >= self.id_end:
+            tid = self.sched.id_block(ID_BLOCK)
+            self.id_end = tid + ID_BLOCK
+        self.id_next = tid + 1
+        task._id = tid
+
+        # The child runs in a copy of the spawner's context, if it has one.
+        parent = self.current
+        if parent is not None and parent._ctx is not None:
+            task._ctx = parent._ctx.copy()
+        elif len(self.base):
+            task._ctx = self.base.copy()
+        self.spawned += 1
+        self.all_add(task)
+        task._state = RUNNABLE
+        self.local.append(task)
+        if self.spread and self.sched.idle:
+            self.sched.wake_for_steal()
+        return task
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> None:
+        """The worker's life: step tasks until the scheduler stops.
+
+        Tasks without their own ``contextvars`` context run in a shared empty
+        one; ``_loop`` returns when a task wrote to it, that context becomes
+        the task's own, and the loop resumes in a fresh empty one.
+        """
+        import contextvars
+
+        _tls.worker = self
+        try:
+            while not self.sched.stopping:
+                base = self.base = contextvars.Context()
+                if base.run(self._loop, base):
+                    break
+        finally:
+            _tls.worker = None
+
+    def _loop(self, base: Any) -> bool:
+        """Step tasks; True when the scheduler stops, False to renew ``base``."""
+        local = self.local
+        popleft = local.popleft
+        append = local.append
+        sched = self.sched
+        while True:
+            # Stage 1: pick a task: runnext, the local queue, the slow path.
+            task = self.runnext
+            if task is not None:
+                self.runnext = None
+                self.streak += 1
+            else:
+                self.streak = 0
+                try:
+                    task = popleft()
+                except IndexError:
+                    task = self._find_task()
+                    if task is None:
+                        return True
+            steps = self.steps = self.steps + 1
+            if not steps & TICK_MASK and sched.has_outside_work():
+                self._tick(task)
+                continue
+
+            # Stage 2: step it.
+            self.current = task
+            task._state = RUNNING
+            ctx = task._ctx
+            try:
+                exc = task._exc
+                if exc is None:
+                    value = task._value
+                    task._value = None
+                    if ctx is None:
+                        trap = task.coro.send(value)
+                    else:
+                        trap = ctx.run(task.coro.send, value)
+                else:
+                    task._exc = None
+                    if ctx is None:
+                        trap = task.coro.throw(exc)
+                    else:
+                        trap = ctx.run(task.coro.throw, exc)
+            except StopIteration as stop:
+                self._finish(task, stop.value, None)
+                task = None  # type: ignore[assignment]
+            except BaseException as error:
+                self._finish(task, None, error)
+                task = None  # type: ignore[assignment]
+            else:
+                # Stage 3: act on the trap.
+                if trap is YIELD:
+                    task._state = RUNNABLE
+                    task._value = RESUME
+                    append(task)
+                elif trap is PARK:
+                    task._state = BLOCKED
+                    lock = task._park_lock
+                    if lock is not None:
+                        task._park_lock = None
+                        if type(lock) is tuple:
+                            for each in lock:
+                                each.release()
+                        else:
+                            lock.release()
+                else:
+                    self._bad_trap(task, trap)
+            self.current = None
+
+            # Stage 4: a context-less task wrote a context variable.
+            if ctx is None and len(base):
+                if task is not None and task._ctx is None:
+                    task._ctx = base
+                return False
+
+    def _tick(self, task: Task) -> None:
+        """Every 64 steps: requeue ``task`` behind outside work and take it."""
+        self.local.append(task)
+        self.sched.take_outside_work(self)
+
+    def _bad_trap(self, task: Task, trap: Any) -> None:
+        """A task yielded something that is not a curcor trap."""
+        from .errors import RuntimeMisuse
+
+        kind = type(trap)
+        if hasattr(trap, "_asyncio_future_blocking") or "asyncio" in kind.__module__:
+            msg = (
+                f"task {task.name!r} awaited an asyncio object ({kind.__name__}) "
+                "inside curcor; asyncio futures need an asyncio loop. Run the "
+                "asyncio code in a thread: `await curcor.to_thread(asyncio.run, "
+                "coro())`, or use curcor's own primitives"
+            )
+        else:
+            msg = (
+                f"task {task.name!r} yielded {trap!r}, which curcor cannot "
+                "wait on; await only curcor primitives (sleep, Channel, "
+                "select, sync, to_thread) inside curcor tasks"
+            )
+        task._exc = RuntimeMisuse(msg)
+        task._state = RUNNABLE
+        self.local.append(task)
+
+    def _finish(self, task: Task, value: Any, exc: BaseException | None) -> None:
+        """Record the outcome of ``task``, wake its joiners, recycle the record."""
+        self.current = None
+        self.finished += 1
+        task._value = value
+        task._exc = exc
+        sched = self.sched
+        sched.all_tasks.discard(task)
+
+        # Nobody else holds the record: nobody can join it; reuse it.
+        if _getrefcount(task) <= _REFS_UNSHARED and task._group is None:
+            task._state = DONE
+            if exc is not None:
+                sched.task_failed(task, exc, shared=False)
+            if task is sched.main or sched.draining:
+                sched.task_ended(task)
+            else:
+                self._recycle(task)
+            return
+
+        # Shared: publish DONE under the stripe lock and wake the joiners.
+        stripe = sched.stripe(task)
+        with stripe:
+            task._state = DONE
+            joiners = task._joiners
+            task._joiners = None
+            woken = []
+            if joiners:
+                for waiter, seq in joiners:
+                    if waiter._wait_seq == seq and waiter._waiting_on is task:
+                        waiter._wait_seq = seq + 1
+                        waiter._waiting_on = None
+                        woken.append(waiter)
+        for waiter in woken:
+            self.push_next(waiter)
+        group = task._group
+        if group is not None:
+            group._child_done(task, exc)
+        elif exc is not None:
+            sched.task_failed(task, exc, shared=not woken)
+        if task is sched.main or sched.draining:
+            sched.task_ended(task)
+
+    def _recycle(self, task: Task) -> None:
+        """Reset an unshared finished record and keep it for the next spawn."""
+        if len(self.free) >= FREE_LIST_MAX:
+            return
+        task.coro = None
+        task._ctx = None
+        task._scope = None
+        task._value = None
+        task._exc = None
+        task._name = None
+        task._cancel_pending = False
+        task._state = FREE
+        self.free.append(task)
+
+    # -- the slow path --------------------------------------------------------
+
+    def _find_task(self) -> Task | None:
+        """Owner only, local queue empty: find work, or park; None = stop."""
+        sched = self.sched
+        while not sched.stopping:
+            # Outside work: the global queue, signals, due timers.
+            sched.take_outside_work(self)
+            task = self._take_local()
+            if task is not None:
+                return task
+
+            # Steal half of another worker's queue.
+            if sched.n > 1:
+                task = self._steal()
+                if task is not None:
+                    return task
+
+            # Nothing anywhere: park (or poll) until woken.
+            sched.idle_wait(self)
+            task = self._take_local()
+            if task is not None:
+                return task
+        return None
+
+    def _take_local(self) -> Task | None:
+        task = self.runnext
+        if task is not None:
+            self.runnext = None
+            return task
+        try:
+            return self.local.popleft()
+        except IndexError:
+            return None
+
+    def _steal(self) -> Task | None:
+        """Take the older half of the longest other run queue."""
+        victim = None
+        longest = 0
+        for other in self.sched.workers:
+            if other is not self and len(other.local) > longest:
+                victim, longest = other, len(other.local)
+        if victim is None:
+            return None
+        got: list[Task] = []
+        for _ in range((longest + 1) // 2):
+            try:
+                got.append(victim.local.popleft())
+            except IndexError:
+                break
+        if not got:
+            return None
+        self.steals += 1
+        self.local.extend(got[1:])
+        return got[0]
+
+
+class Scheduler:
+    """One runtime's workers, queues, timers and poller."""
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        clock: Clock | None = None,
+        backend: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        self.n = n
+        self.clock = clock or Clock()
+        self.timers = Timers(self.clock)
+        self.poller = Poller(backend)
+        self.timers.on_earlier = self.poke_poller
+        # Free-threaded builds wake idle workers eagerly (see "Designs").
+        gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+        self.spread = not gil
+        self.all_tasks: set[Task] = set()
+        self.draining = False  # main has returned; the rest are cancelled
+        self.workers = [Worker(self, i) for i in range(n)]
+        if seed is not None:
+            import random
+
+            for w in self.workers:
+                w.rng = random.Random(seed * 7919 + w.index)
+                w.local = ShuffledDeque()
+                w.local.rng = w.rng
+        self.seed = seed
+
+        # Lock rule: ``lock`` guards gq, idle, polling, poller_notified,
+        # stopping's transition, blocked_waiters and the all-idle decision.
+        # ``gq`` and ``sigq`` are deques: appends from any thread (a signal
+        # handler included) are atomic; only holders of ``lock`` pop ``gq``.
+        self.lock = threading.Lock()
+        self.gq: deque[Task] = deque()
+        self.sigq: deque[int] = deque()
+        self.idle: list[Worker] = []
+        self.polling: Worker | None = None
+        self.poller_notified = False
+        self.stopping = False
+        self.blocked_waiters: list[tuple[Task, int]] = []
+
+        # Lock rule: cancel_lock guards every CancelScope tree and each
+        # task's _scope and _cancel_pending; see cancel.py.
+        self.cancel_lock = threading.RLock()
+        self._stripes = [threading.Lock() for _ in range(STRIPES)]
+
+        # ``all_tasks``: the tasks alive now. Lock rule: mutated by single
+        # add/discard calls, each atomic on GIL and free-threaded CPython
+        # alike; readers copy it first.
+        self.main: Task | None = None
+        self.thread_work = 0  # to_thread calls in flight, guarded by ``lock``
+        self.io_waiters = 0  # descriptors registered by the network layer
+        self.runtime_threads: set[int] = set()  # idents of threads we started
+        self.deadlock: str | None = None
+        self.on_all_blocked: Any = None  # set by the runtime: decides deadlock
+        self.outside_work_hook: Any = None  # set by the runtime: signals
+        self.outside_spawned = 0  # from_thread spawns, guarded by ``lock``
+        self._next_id = 0
+        self._id_lock = threading.Lock()
+
+    # -- ids and stripes ------------------------------------------------------
+
+    def stripe(self, task: Task) -> threading.Lock:
+        """The lock guarding ``task``'s join list and select claims."""
+        return self._stripes[(id(task) >> 4) & (STRIPES - 1)]
+
+    def id_block(self, size: int) -> int:
+        """Reserve ``size`` task ids; return the first. Any thread."""
+        with self._id_lock:
+            first = self._next_id + 1
+            self._next_id += size
+            return first
+
+    # -- outside work ---------------------------------------------------------
+
+    def has_outside_work(self) -> bool:
+        """A cheap unlocked look: anything for the 64-step check to do?"""
+        return bool(self.gq or self.sigq or self.timers.heap or self.stopping)
+
+    def take_outside_work(self, w: Worker) -> None:
+        """Move global-queue tasks to ``w``, handle signals, fire due timers."""
+        if self.sigq and self.outside_work_hook is not None:
+            self.outside_work_hook()
+        if self.gq:
+            with self.lock:
+                # Take a fair share so other workers get some too.
+                share = len(self.gq) // max(1, self.n - len(self.idle)) + 1
+                for _ in range(min(share, len(self.gq))):
+                    task = self.gq.popleft()
+                    task._state = RUNNABLE
+                    w.local.append(task)
+        if self.timers.heap:
+            self.fire_timers(w)
+
+    def fire_timers(self, w: Worker) -> None:
+        """Wake sleepers and run callbacks whose deadline has passed."""
+        for entry in self.timers.pop_due(self.clock.now()):
+            if entry[2] != CALL:
+                w.push_next(entry[3])
+                continue
+            try:
+                entry[3]()
+            except Exception:
+                import logging
+
+                logging.getLogger("curcor").exception("timer callback failed")
+
+    def push_global(self, task: Task) -> None:
+        """Queue ``task`` from outside any worker of this runtime."""
+        task._state = RUNNABLE
+        with self.lock:
+            self.gq.append(task)
+            self.wake_one()
+
+    def ready(self, task: Task, value: Any = None, exc: Any = None) -> None:
+        """Make a task whose wait this caller ended runnable, from anywhere."""
+        task._value = value
+        task._exc = exc
+        w = current_worker()
+        if w is not None and w.sched is self:
+            w.push_next(task)
+        else:
+            self.push_global(task)
+
+    def spawn_record(self, w: Worker | None) -> Task:
+        """A task record from ``w``'s free list, or a new one."""
+        if w is not None and w.free:
+            return w.free.pop()
+        return Task()
+
+    # -- parking --------------------------------------------------------------
+
+    def wake_one(self) -> None:
+        """Called with ``lock`` held: get one idle worker looking for work."""
+        for i, w in enumerate(self.idle):
+            if w is not self.polling:
+                del self.idle[i]
+                w.park_lock.release()
+                return
+        if self.polling is not None and not self.poller_notified:
+            self.poller_notified = True
+            self.poller.wakeup()
+
+    def poke_poller(self) -> None:
+        """Lock-free: make a waiting poller re-compute its timeout.
+
+        Called after a timer was added with the timer lock held; reading
+        ``polling`` without the scheduler lock is safe because the poller
+        sets it before it reads the next deadline under the timer lock.
+        """
+        if self.polling is not None:
+            self.poller.wakeup()
+
+    def wake_for_steal(self) -> None:
+        """Free-threaded builds: wake a parked worker to steal new work."""
+        with self.lock:
+            for i, w in enumerate(self.idle):
+                if w is not self.polling:
+                    del self.idle[i]
+                    w.park_lock.release()
+                    return
+
+    def wake_all(self) -> None:
+        """Called with ``lock`` held: wake every idle worker (stopping)."""
+        for w in self.idle:
+            if w is not self.polling:
+                w.park_lock.release()
+        self.idle = [w for w in self.idle if w is self.polling]
+        if self.polling is not None:
+            self.poller_notified = True
+            self.poller.wakeup()
+
+    def idle_wait(self, w: Worker) -> None:
+        """Park ``w`` (or poll) until there may be work; see "Idle protocol"."""
+        timeout: float | None = None
+        with self.lock:
+            if self.gq or self.sigq or self.stopping:
+                return
+            self.idle.append(w)
+            w.parks += 1
+            if len(self.idle) == self.n:
+                # Every worker is idle, so every task is blocked.
+                if self.on_all_blocked is not None and self.on_all_blocked(w):
+                    if w in self.idle:
+                        self.idle.remove(w)
+                    return
+            poll = self.polling is None
+            if poll:
+                self.polling = w
+                self.poller_notified = False
+        if poll:
+            deadline = self.timers.next_deadline()
+            if deadline is not None and not self.clock.autojump:
+                # (A fake clock moves only when all block: no timeout then.)
+                timeout = max(0.0, deadline - self.clock.now())
+            if self.foreign_wakers_possible():
+                timeout = 0.1 if timeout is None else min(timeout, 0.1)
+            self.poller.wait(timeout)
+            with self.lock:
+                self.polling = None
+                self.poller_notified = False
+                if w in self.idle:
+                    self.idle.remove(w)
+        else:
+            w.park_lock.acquire()
+
+    def foreign_wakers_possible(self) -> bool:
+        """A live non-daemon thread we did not start may call from_thread."""
+        me = threading.get_ident()
+        for t in threading.enumerate():
+            if t.daemon or t.ident in self.runtime_threads or t.ident == me:
+                continue
+            if t is threading.main_thread() and not t.is_alive():
+                continue
+            return True
+        return False
+
+    def stop(self) -> None:
+        """Make every worker leave its loop (idempotent, any thread)."""
+        with self.lock:
+            self.stopping = True
+            self.wake_all()
+
+    # -- counts ---------------------------------------------------------------
+
+    def live_tasks(self) -> int:
+        """Tasks spawned and not yet finished (a racy sum; exact when idle)."""
+        return sum(w.spawned - w.finished for w in self.workers) + self.outside_spawned
+
+    def runnable_tasks(self) -> int:
+        """Tasks queued or about to run (racy)."""
+        n = len(self.gq)
+        for w in self.workers:
+            n += len(w.local) + (w.runnext is not None)
+        return n
+
+    def task_ended(self, task: Task) -> None:
+        """Hook set by the runtime (shutdown accounting); replaced there."""
+
+    def task_failed(self, task: Task, exc: BaseException, shared: bool) -> None:
+        """Hook set by the runtime (unhandled errors); replaced there."""
+
+
+__all__ = [
+    "BLOCKED",
+    "DONE",
+    "FREE",
+    "PARK",
+    "RUNNABLE",
+    "RUNNING",
+    "YIELD",
+    "Scheduler",
+    "Worker",
+    "current_worker",
+]

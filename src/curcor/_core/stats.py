@@ -1,0 +1,46 @@
+"""The shape of ``curcor.stats()``: documented fields, only ever added to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """One worker's counters since boot."""
+
+    index: int = 0
+    steps: int = 0  # task steps run
+    steals: int = 0  # successful steals from other workers
+    handoffs: int = 0  # queues handed to others by sysmon (preemption)
+    parks: int = 0  # times it went idle
+    queued: int = 0  # tasks in its run queue now
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A snapshot of the runtime's figures (``curcor.stats()``).
+
+    Fields are never renamed or removed; later releases only add fields.
+    Times are seconds; counts are since boot unless they say "now".
+    """
+
+    maxprocs: int = 0  # worker threads
+    backend: str = ""  # the poller backend in use
+    uptime: float = 0.0
+    tasks_live: int = 0  # now: started and not finished
+    tasks_runnable: int = 0  # now: queued to run
+    tasks_blocked: int = 0  # now: waiting on a channel, timer, lock, thread...
+    tasks_spawned: int = 0
+    tasks_finished: int = 0
+    steps: int = 0  # task steps across all workers
+    workers: tuple[WorkerStats, ...] = field(default_factory=tuple)
+    timers_pending: int = 0  # now, including ones cancelled but not yet purged
+    timers_fired: int = 0
+    netpoll_waits: int = 0  # times an idle worker blocked in the poller
+    thread_calls_in_flight: int = 0  # now: to_thread calls running
+    pool_hits: int = 0  # buffer pool (arrives with the network layer)
+    pool_misses: int = 0
+    gc_collections: int = 0  # while the runtime ran
+    gc_pause_total: float = 0.0
+    gc_pause_max: float = 0.0

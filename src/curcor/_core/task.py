@@ -1,0 +1,186 @@
+"""The task record: a coroutine plus the little state the scheduler needs.
+
+Records come from a per-worker free list and go back to it when a task ends
+and nobody else holds a reference to it (see ``Worker._finish``). The public
+``curcor.Task`` is this class: the handle ``curcor.go`` returns *is* the
+record, so spawning allocates nothing besides the coroutine (and, where
+context variables are in use, its context copy).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from .errors import Cancelled, RuntimeMisuse
+
+# Task states. A record moves FREE -> RUNNABLE <-> RUNNING <-> BLOCKED -> DONE
+# -> FREE. Only the worker that runs the task, or a waker that won the right
+# to wake it (see "The wait protocol" in scheduler.py), changes the state.
+FREE = 0
+RUNNABLE = 1
+RUNNING = 2
+BLOCKED = 3
+DONE = 4
+
+STATE_NAMES = {
+    FREE: "free",
+    RUNNABLE: "runnable",
+    RUNNING: "running",
+    BLOCKED: "blocked",
+    DONE: "done",
+}
+
+
+class Task:
+    """A task started by ``curcor.go`` or a ``TaskGroup``: Go's goroutine.
+
+    Attributes:
+        name: the name given at ``go(coro, name=...)``, else the coroutine's
+            qualified name and a number.
+
+    Use ``cancel()`` to request cancellation, ``done()`` to ask whether it
+    ended, and ``await task.join()`` for its value.
+    """
+
+    # Lock rule: the fields below the line are written by the worker running
+    # the task, or by the one waker that removed the task from a wait list
+    # under that list's lock (it then owns the task until it is queued).
+    # ``_cancel_pending`` and ``_scope`` are written under the runtime's
+    # cancel lock. ``_joiners`` is guarded by the runtime's stripe lock for
+    # this task (``Scheduler.stripe``).
+    __slots__ = (
+        "_cancel_pending",
+        "_ctx",
+        "_exc",
+        "_group",
+        "_id",
+        "_joiners",
+        "_name",
+        "_park_lock",
+        "_scope",
+        "_state",
+        "_value",
+        "_wait_seq",
+        "_waiting_on",
+        "coro",
+    )
+
+    def __init__(self) -> None:
+        self.coro: Any = None
+        self._ctx: Any = None
+        self._scope: Any = None  # innermost CancelScope, None if none entered
+        self._value: Any = None  # value to resume with; the result once DONE
+        self._exc: BaseException | None = None  # to throw in; the error once DONE
+        self._state = FREE
+        self._waiting_on: Any = None  # the wait object that may wake it
+        self._wait_seq = 0  # bumped by whoever ends a wait; stale entries skip
+        self._park_lock: Any = None  # released by the worker after the park
+        self._cancel_pending = False
+        self._joiners: list[Task] | None = None
+        self._name: str | None = None
+        self._id = 0
+        self._group: Any = None
+
+    # -- public API --------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The task's name (given, or the coroutine's qualified name and id)."""
+        if self._name is not None:
+            return self._name
+        qual = getattr(self.coro, "__qualname__", None) or type(self.coro).__name__
+        return f"{qual}-{self._id}"
+
+    @property
+    def id(self) -> int:
+        """A number unique to this task within its runtime."""
+        return self._id
+
+    def done(self) -> bool:
+        """True once the task has finished: returned, raised or cancelled."""
+        return self._state == DONE or self._state == FREE
+
+    def cancelled(self) -> bool:
+        """True if the task ended by cancellation."""
+        return self.done() and isinstance(self._exc, Cancelled)
+
+    def cancel(self) -> bool:
+        """Request cancellation; every await in the task then raises Cancelled.
+
+        Returns:
+            True when the request arrived before the task finished.
+        """
+        from .runtime import cancel_task
+
+        return cancel_task(self)
+
+    async def join(self) -> Any:
+        """Wait for the task to finish and return its value.
+
+        Raises:
+            The task's exception, or ``Cancelled`` if it was cancelled.
+        """
+        from .runtime import join_task
+
+        return await join_task(self)
+
+    def result(self) -> Any:
+        """The value of a finished task (raises its error, like ``join``).
+
+        Raises:
+            RuntimeMisuse: the task has not finished yet; ``await join()``.
+        """
+        if not self.done():
+            raise RuntimeMisuse(
+                f"task {self.name!r} has not finished; "
+                "use `await task.join()` to wait for it"
+            )
+        from .runtime import take_result
+
+        return take_result(self)
+
+    def __repr__(self) -> str:
+        state = STATE_NAMES.get(self._state, "?")
+        return f"<curcor.Task {self.name!r} {state}>"
+
+
+# The coroutine types a task can run. Cython and other compiled coroutines
+# provide send/throw/close too, and are accepted by duck typing.
+COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
+
+
+def describe_stack(task: Task) -> list[str]:
+    """Lines describing where ``task`` is suspended, outermost call first."""
+    lines: list[str] = []
+    obj: Any = task.coro
+    depth = 0
+    while obj is not None and depth < 64:
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(
+                f'  File "{code.co_filename}", line {frame.f_lineno}, '
+                f"in {code.co_name}"
+            )
+        obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+        depth += 1
+    return lines
+
+
+def refcount_baseline() -> int:
+    """How many references ``Worker._finish`` sees on an unshared record.
+
+    Measured once at import rather than assumed, since the count differs
+    between interpreter versions and builds.
+    """
+
+    def probe(t: Task) -> int:
+        return sys.getrefcount(t)
+
+    def outer() -> int:
+        t = Task()
+        return probe(t)
+
+    return outer()

@@ -1,0 +1,219 @@
+"""Blocking work on a bounded thread pool, and calls into the runtime from
+plain threads: ``to_thread`` and ``from_thread``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Any
+
+from .errors import Cancelled, RuntimeMisuse
+from .scheduler import current_worker
+from .task import RUNNABLE, Task
+from .traps import park, worker_and_task
+
+_STOP: Any = object()
+
+
+class _Job:
+    """One ``to_thread`` call; its task's wait ends under ``_lock``."""
+
+    __slots__ = ("_lock", "args", "fn", "seq", "task")
+
+    def __init__(self, fn: Any, args: tuple[Any, ...], task: Task) -> None:
+        self._lock = threading.Lock()
+        self.fn = fn
+        self.args = args
+        self.task: Task | None = task
+        self.seq = task._wait_seq
+
+    def _abort(self, task: Task) -> bool:
+        """Cancellation: give up on the result; the thread runs on, unseen."""
+        with self._lock:
+            if task._waiting_on is not self:
+                return False
+            task._wait_seq += 1
+            task._waiting_on = None
+            self.task = None
+            return True
+
+
+class ThreadPool:
+    """The runtime's bounded pool of threads for ``to_thread``.
+
+    Threads start on demand up to ``size`` and stay until shutdown. Lock
+    rule: ``_idle`` and ``_threads`` are guarded by ``_lock``; jobs travel
+    through a ``SimpleQueue``, itself thread-safe.
+    """
+
+    def __init__(self, sched: Any, size: int) -> None:
+        self.sched = sched
+        self.size = size
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+
+    def submit(self, job: _Job) -> None:
+        """Queue ``job``, starting a thread when none is idle and room remains."""
+        with self.sched.lock:
+            self.sched.thread_work += 1
+        with self._lock:
+            start = self._idle == 0 and len(self._threads) < self.size
+            if start:
+                t = threading.Thread(
+                    target=self._serve,
+                    name=f"curcor-thread-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(t)
+            else:
+                self._idle -= 1
+        if start:
+            t.start()
+            assert t.ident is not None
+            self.sched.runtime_threads.add(t.ident)
+        self._jobs.put(job)
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            self._run(job)
+            with self._lock:
+                self._idle += 1
+
+    def _run(self, job: _Job) -> None:
+        try:
+            value, exc = job.fn(*job.args), None
+        except BaseException as error:
+            value, exc = None, error
+        job.fn = job.args = None
+        with job._lock:
+            task = job.task
+            job.task = None
+            if task is not None:
+                if task._wait_seq == job.seq and task._waiting_on is job:
+                    task._wait_seq += 1
+                    task._waiting_on = None
+                else:
+                    task = None  # the wait ended already (cancelled)
+        sched = self.sched
+        if task is not None:
+            sched.ready(task, value, exc)
+        with sched.lock:
+            sched.thread_work -= 1
+            if sched.thread_work == 0 and task is None:
+                sched.wake_one()  # a worker re-checks for deadlock
+
+    def shutdown(self) -> None:
+        """Stop idle threads; threads still running abandoned calls finish
+        on their own (they are daemon threads)."""
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(_STOP)
+        for t in threads:
+            t.join(timeout=0.5)
+
+
+def _pool(sched: Any) -> ThreadPool:
+    from .runtime import running_runtime
+
+    rt = running_runtime()
+    assert rt is not None
+    if rt.pool is None:
+        with sched.lock:
+            if rt.pool is None:
+                size = int(getattr(rt.config, "to_thread_max", 0) or 0)
+                if size < 1:
+                    size = min(32, (os.cpu_count() or 1) + 4)
+                rt.pool = ThreadPool(sched, size)
+    return rt.pool  # type: ignore[no-any-return]
+
+
+async def to_thread(fn: Any, *args: Any) -> Any:
+    """Run the blocking ``fn(*args)`` on the runtime's thread pool; await it.
+
+    The pool holds at most ``to_thread_max`` threads. When the awaiting task
+    is cancelled, control returns at once and the call's eventual result is
+    dropped.
+
+    Raises:
+        Whatever ``fn`` raised.
+    """
+    if not callable(fn):
+        raise TypeError(
+            f"to_thread() takes a function and its arguments, not {fn!r}: "
+            "write curcor.to_thread(fn, arg), not curcor.to_thread(fn(arg))"
+        )
+    w, task = worker_and_task("curcor.to_thread()")
+    if task._cancel_pending:
+        raise Cancelled()
+    pool = _pool(w.sched)
+    job = _Job(fn, args, task)
+    job._lock.acquire()
+    pool.submit(job)
+    return await park(task, job, job._lock)
+
+
+def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
+    """From a plain thread: run ``await fn(*args)`` as a task, return its value.
+
+    ``fn`` is an async function (or any callable returning an awaitable,
+    such as ``ch.send``).
+
+    Raises:
+        RuntimeMisuse: no runtime is running, or called from inside one.
+        Whatever the coroutine raised.
+    """
+    from .runtime import running_runtime
+
+    if current_worker() is not None:
+        raise RuntimeMisuse(
+            "curcor.from_thread() was called from inside the runtime; just "
+            "`await fn(*args)` there"
+        )
+    rt = running_runtime()
+    if rt is None or rt.sched.stopping:
+        raise RuntimeMisuse(
+            "curcor.from_thread() needs a running runtime, and none is running "
+            "(it has stopped, or curcor.run() was never called)"
+        )
+    done = threading.Event()
+    box: list[Any] = [None, None]
+
+    async def call() -> None:
+        try:
+            box[0] = await fn(*args)
+        except BaseException as exc:
+            box[1] = exc
+        finally:
+            done.set()
+
+    sched = rt.sched
+    task = Task()
+    task.coro = call()
+    task._id = sched.id_block(1)
+    task._name = f"from_thread:{getattr(fn, '__qualname__', 'call')}"
+    with sched.lock:
+        if sched.stopping:
+            task.coro.close()
+            raise RuntimeMisuse("curcor.from_thread(): the runtime is stopping")
+        sched.outside_spawned += 1
+    sched.all_tasks.add(task)
+    task._state = RUNNABLE
+    sched.push_global(task)
+    while not done.wait(0.05 if timeout is None else timeout):
+        if rt.sched.stopping and not done.is_set():
+            raise RuntimeMisuse(
+                "curcor.from_thread(): the runtime stopped before the call ended"
+            )
+        if timeout is not None:
+            raise TimeoutError(f"from_thread() call did not end in {timeout} s")
+    if box[1] is not None:
+        raise box[1]
+    return box[0]

@@ -1,0 +1,115 @@
+"""The two ways a task gives its worker control: yield, or park on a wait list.
+
+These are generator-based coroutines (``types.coroutine``) so an ``await``
+of them costs one generator and no future. See "The wait protocol" in
+scheduler.py for the rules ``park`` relies on.
+"""
+
+from __future__ import annotations
+
+import types
+from collections import deque
+from typing import Any
+
+from .errors import Cancelled, RuntimeMisuse
+from .scheduler import PARK, YIELD, Worker, _tls
+from .task import Task
+
+
+def worker_and_task(what: str) -> tuple[Worker, Task]:
+    """The current worker and task, or a misuse error naming ``what``."""
+    try:
+        w: Worker = _tls.worker
+        task = w.current
+    except AttributeError:
+        task = None
+    if task is None:
+        raise RuntimeMisuse(
+            f"{what} was used outside a curcor task; run your coroutine with "
+            "curcor.run(main()) and start others with curcor.go(coro()). From a "
+            "plain thread, use curcor.from_thread(fn, *args)"
+        )
+    return w, task
+
+
+@types.coroutine
+def yield_now() -> Any:
+    """Let other tasks run; the task is requeued at the tail."""
+    yield YIELD
+
+
+@types.coroutine
+def park(task: Task, obj: Any, lock: Any) -> Any:
+    """Step 2 of the wait protocol; called with ``lock`` held, entry queued.
+
+    Returns the value the waker resumed the task with, or raises what it
+    threw in (``Cancelled`` when the wait was aborted).
+    """
+    task._waiting_on = obj
+    if task._cancel_pending:
+        # Withdraw: the queued entry goes stale with the bumped sequence.
+        task._wait_seq += 1
+        task._waiting_on = None
+        if type(lock) is tuple:
+            for each in lock:
+                each.release()
+        else:
+            lock.release()
+        raise Cancelled()
+    task._park_lock = lock
+    return (yield PARK)
+
+
+@types.coroutine
+def park_unabortable(task: Task, obj: Any, lock: Any) -> Any:
+    """``park`` for waits that must finish even when cancelled (a TaskGroup
+    waiting for its children); ``obj._abort`` always refuses."""
+    task._waiting_on = obj
+    task._park_lock = lock
+    return (yield PARK)
+
+
+class WaitQueue(deque):  # type: ignore[type-arg]
+    """A FIFO of wait entries ``(task, seq, value, case)``; owner's lock held.
+
+    Entries go stale when their wait ends some other way; ``push`` compacts
+    the queue when it has grown to twice its last live size, so stale
+    entries cost amortised O(1).
+    """
+
+    limit = 16
+
+    def push(self, entry: tuple[Any, ...]) -> None:
+        """Append ``entry``, dropping stale entries now and then."""
+        self.append(entry)
+        if len(self) > self.limit:
+            live = [e for e in self if e[0]._wait_seq == e[1]]
+            self.clear()
+            self.extend(live)
+            self.limit = max(16, 2 * len(live))
+
+
+class Waitable:
+    """Base of objects tasks wait on under ``self._lock`` (plain waits)."""
+
+    __slots__ = ()
+    _lock: Any
+
+    def _abort(self, task: Task) -> bool:
+        """End ``task``'s wait on this object early; True if it was waiting."""
+        with self._lock:
+            if task._waiting_on is not self:
+                return False
+            task._wait_seq += 1
+            task._waiting_on = None
+            return True
+
+
+def claim(entry: tuple[Any, ...]) -> bool:
+    """Called with the queue owner's lock held: end a plain entry's wait."""
+    task = entry[0]
+    if task._wait_seq != entry[1]:
+        return False
+    task._wait_seq += 1
+    task._waiting_on = None
+    return True

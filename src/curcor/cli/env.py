@@ -1,0 +1,92 @@
+"""``curcor env``: the effective configuration, each value with its source,
+as ``go env`` shows Go's.
+
+The text form is valid TOML, so a line can be pasted into ``curcor.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from curcor._core.config import (
+    Config,
+    ConfigError,
+    find_root,
+    format_size,
+    load_config,
+    resolve_backend,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["configure", "execute", "render_json", "render_text"]
+
+PANIC = "curcor: scheduler init panic: "
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``curcor env``."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON object: the root and, for every key, its value and source",
+    )
+
+
+def _toml_value(name: str, value: object) -> str:
+    """Spell a value as a TOML literal, sizes with their unit."""
+    if name == "mempool_size" and isinstance(value, int):
+        return f'"{format_size(value)}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def render_text(config: Config, root: str | None) -> str:
+    """The configuration as TOML lines, each source in a trailing comment."""
+    lines = [f"# root: {root or '(none: no curcor.toml or pyproject.toml found)'}"]
+    pairs = [f"{name} = {_toml_value(name, value)}" for name, value in config]
+    width = max(len(pair) for pair in pairs)
+    for (name, _), pair in zip(config, pairs, strict=True):
+        note = config.sources[name]
+        if name == "scheduler":
+            note += f"; resolves to {resolve_backend(config.scheduler)}"
+        lines.append(f"{pair:<{width}}  # {note}")
+    return "\n".join(lines)
+
+
+def render_json(config: Config, root: str | None) -> str:
+    """The configuration as JSON: the root, then every key's value and source."""
+    import json
+
+    keys = {
+        name: {"value": value, "source": config.sources[name]} for name, value in config
+    }
+    keys["scheduler"]["resolved"] = resolve_backend(config.scheduler)
+    document = {"root": root, "keys": keys}
+    return json.dumps(document, indent=2)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Print the configuration of the current directory's project.
+
+    Returns 0, or 2 after one ``scheduler init panic`` line when a value is
+    bad.
+    """
+    cwd = os.getcwd()
+    found = find_root(cwd)
+    root = None if found is None else str(found)
+    try:
+        config = load_config(start=cwd)
+    except ConfigError as exc:
+        print(PANIC + str(exc), file=sys.stderr)
+        return 2
+    print(render_json(config, root) if args.json else render_text(config, root))
+    return 0
