@@ -1,0 +1,530 @@
+"""Curcor benchmark harness (standard library only).
+
+    python benchmarks/run.py                  # all runtimes, full sizes, 3 runs
+    python benchmarks/run.py --quick          # curcor + asyncio (make bench-quick)
+    python benchmarks/run.py --maxprocs-ab    # curcor, CURCOR_MAXPROCS=1 vs 2
+    python benchmarks/run.py --runtimes asyncio,uvloop,trio --json peers.json
+
+Every run is its own fresh interpreter running ``benchmarks/workloads.py``,
+which prints one JSON line; runs are interleaved (run 1 of everything, then
+run 2, ...) so slow drift of the machine spreads over all rows; the table
+shows medians. See benchmarks/README.md for the columns and
+docs/benchmarks.md for the methodology.
+
+Exit status: 0 when every run succeeded (and, with --maxprocs-ab, every
+ratio is within the spec's 1.10), 1 otherwise, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS_PY = HERE / "workloads.py"
+
+ALL_RUNTIMES = ("curcor", "asyncio", "uvloop", "trio")
+QUICK_RUNTIMES = ("curcor", "asyncio")
+DEFAULT_WORKLOADS = "spawn:100000,spawn:1000000,pingpong:200000"
+AB_WORKLOADS = "spawn:1000000,pingpong:200000"
+AB_LIMIT = 1.10  # R-SCHED: N workers no more than 10% slower than 1
+EXIT_UNAVAILABLE = 3  # from workloads.py: the runtime cannot be imported
+BASELINE = "asyncio"
+BUSY_LIMIT = 0.25  # foreign CPU (cores) during a run above which we warn
+
+
+@dataclass
+class Cell:
+    """All runs of one (workload, n, runtime[, maxprocs]) combination."""
+
+    workload: str
+    n: int
+    runtime: str
+    maxprocs: str | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def ok_runs(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r.get("ok")]
+
+    def median(self, key: str) -> float | None:
+        values = [r[key] for r in self.ok_runs()]
+        return statistics.median(values) if values else None
+
+    def spread(self) -> float | None:
+        """(max - min) / median of the wall times, or None."""
+        walls = [r["wall_s"] for r in self.ok_runs()]
+        if len(walls) < 2:
+            return None
+        return (max(walls) - min(walls)) / statistics.median(walls)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "n": self.n,
+            "runtime": self.runtime,
+            "curcor_maxprocs": self.maxprocs,
+            "runs_ok": len(self.ok_runs()),
+            "runs_total": len(self.runs),
+            "median": {
+                k: self.median(k)
+                for k in ("wall_s", "gc_s", "gc_collections", "peak_rss_mb")
+            },
+            "wall_spread": self.spread(),
+            "errors": self.errors,
+            "runs": self.runs,
+        }
+
+
+def parse_workloads(text: str) -> list[tuple[str, int]]:
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, _, n = item.partition(":")
+        if name not in ("spawn", "pingpong"):
+            raise ValueError(f"unknown workload {name!r} (known: spawn, pingpong)")
+        default = 200_000 if name == "pingpong" else 100_000
+        try:
+            out.append((name, int(n.replace("_", "")) if n else default))
+        except ValueError:
+            raise ValueError(f"bad size in {item!r}")
+    return out
+
+
+def human_n(n: int) -> str:
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size and n % size == 0:
+            return f"{n // size}{suffix}"
+    return str(n)
+
+
+def busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...
+    busy = sum(int(x) for x in fields[1:4] + fields[6:9])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_child(
+    python: str,
+    runtime: str,
+    workload: str,
+    n: int,
+    timeout: float,
+    maxprocs: str | None,
+) -> tuple[dict[str, Any], int | None]:
+    """One run in a fresh process. Never raises for a failing child."""
+    env = dict(os.environ)
+    if maxprocs is not None:
+        env["CURCOR_MAXPROCS"] = maxprocs
+    cmd = [python, str(WORKLOADS_PY), "--runtime", runtime]
+    cmd += ["--workload", workload, "--n", str(n)]
+    base = {"runtime": runtime, "workload": workload, "n": n, "ok": False}
+    busy0, child0 = busy_cpu_s(), children_cpu_s()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        start_new_session=True,  # own process group: killable as a whole
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_child(proc)
+        return {**base, "error": f"timeout after {timeout:g} s (killed)"}, None
+    except BaseException:  # KeyboardInterrupt: leave no child behind
+        kill_child(proc)
+        raise
+    elapsed = time.perf_counter() - t0
+    busy1, child1 = busy_cpu_s(), children_cpu_s()
+    record: dict[str, Any] = {}
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+                break
+            except json.JSONDecodeError:
+                pass
+    record.setdefault("ok", False)
+    record["process_s"] = elapsed
+    record["child_cpu_s"] = child1 - child0
+    if busy0 is not None and busy1 is not None:
+        # CPU used by other processes while this run lasted, in cores
+        foreign = max(0.0, (busy1 - busy0) - (child1 - child0))
+        record["foreign_cpu_cores"] = foreign / elapsed if elapsed else 0.0
+    record["returncode"] = proc.returncode
+    if proc.returncode != 0 or not record["ok"]:
+        record["ok"] = False
+        if "error" not in record:
+            tail = [ln for ln in err.strip().splitlines() if ln.strip()]
+            why = tail[-1] if tail else "no output"
+            record["error"] = f"exit {proc.returncode}: {why}"
+        record["stderr_tail"] = err[-4000:]
+    return {**base, **record}, proc.returncode
+
+
+def busy_note(record: dict[str, Any]) -> str:
+    foreign = record.get("foreign_cpu_cores", 0.0)
+    return f" (others busy: {foreign:.2f} core)" if foreign > BUSY_LIMIT else ""
+
+
+def kill_child(proc: subprocess.Popen[str]) -> None:
+    """Kill the child (by its pid, which is also its process group id)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if digits == 3 and value >= 10:
+        return f"{value:.2f}"
+    return f"{value:.{digits}f}"
+
+
+def print_table(headers: list[str], rows: list[list[str]], left: int) -> None:
+    """Columns before `left` are left-aligned, the rest right-aligned.
+
+    A row shorter than the headers is an error row: its last cell is a message
+    that runs past the columns and does not widen them.
+    """
+    widths = [len(h) for h in headers]
+    for row in rows:
+        sized = row if len(row) >= len(headers) else row[:-1]
+        for i, cell in enumerate(sized):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: list[str]) -> str:
+        parts = []
+        for i, cell in enumerate(cells):
+            if len(cells) < len(headers) and i == len(cells) - 1:
+                parts.append(cell)
+            elif i < left:
+                parts.append(cell.ljust(widths[i]))
+            else:
+                parts.append(cell.rjust(widths[i]))
+        return "  ".join(parts).rstrip()
+
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+
+
+def comparison_table(cells: list[Cell]) -> None:
+    headers = ["workload", "runtime", "wall s", "GC s", "colls", "RSS MB"]
+    headers += ["x wall", "x RSS", "GC less", "spread", "runs"]
+    rows = []
+    for cell in cells:
+        name = f"{cell.workload} {human_n(cell.n)}"
+        if not cell.ok_runs():
+            why = cell.errors[0] if cell.errors else "not run"
+            rows.append([name, cell.runtime, "ERROR", why])
+            continue
+        base = next(
+            (
+                c
+                for c in cells
+                if c.runtime == BASELINE
+                and (c.workload, c.n) == (cell.workload, cell.n)
+                and c.ok_runs()
+            ),
+            None,
+        )
+        wall, gc_s = cell.median("wall_s"), cell.median("gc_s")
+        rss = cell.median("peak_rss_mb")
+        x_wall = x_rss = gc_less = None
+        if base is not None:
+            b_wall, b_gc = base.median("wall_s"), base.median("gc_s")
+            b_rss = base.median("peak_rss_mb")
+            x_wall = b_wall / wall if b_wall and wall else None
+            x_rss = b_rss / rss if b_rss and rss else None
+            gc_less = 1 - gc_s / b_gc if b_gc and gc_s is not None else None
+        spread = cell.spread()
+        runs = f"{len(cell.ok_runs())}/{len(cell.runs)}"
+        rows.append(
+            [
+                name,
+                cell.runtime,
+                fmt(wall),
+                fmt(gc_s),
+                f"{cell.median('gc_collections'):.0f}",
+                fmt(rss, 1),
+                fmt(x_wall, 2),
+                fmt(x_rss, 2),
+                "-" if gc_less is None else f"{gc_less:.0%}",
+                "-" if spread is None else f"{spread:.0%}",
+                runs,
+            ]
+        )
+    print_table(headers, rows, left=2)
+
+
+def ab_table(cells: list[Cell], a: str, b: str) -> bool:
+    """Print medians per maxprocs and the ratio B/A; True when all pass."""
+    headers = ["workload", f"P={a} wall s", f"P={b} wall s", f"P={b}/P={a}"]
+    headers += [f"P={a} GC s", f"P={b} GC s", "runs", "verdict"]
+    rows, all_pass = [], True
+    keys = dict.fromkeys((c.workload, c.n) for c in cells)
+    for workload, n in keys:
+        ca = next(c for c in cells if (c.workload, c.n, c.maxprocs) == (workload, n, a))
+        cb = next(c for c in cells if (c.workload, c.n, c.maxprocs) == (workload, n, b))
+        name = f"{workload} {human_n(n)}"
+        wa, wb = ca.median("wall_s"), cb.median("wall_s")
+        if wa is None or wb is None:
+            why = (ca.errors or cb.errors or ["no successful run"])[0]
+            rows.append([name, "ERROR", why])
+            all_pass = False
+            continue
+        ratio = wb / wa
+        ok = ratio <= AB_LIMIT
+        all_pass &= ok
+        runs = f"{len(ca.ok_runs())}+{len(cb.ok_runs())}"
+        verdict = f"{'PASS' if ok else 'FAIL'} (<= {AB_LIMIT:.2f})"
+        rows.append(
+            [
+                name,
+                fmt(wa),
+                fmt(wb),
+                f"{ratio:.3f}",
+                fmt(ca.median("gc_s")),
+                fmt(cb.median("gc_s")),
+                runs,
+                verdict,
+            ]
+        )
+    print_table(headers, rows, left=1)
+    return all_pass
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM / SIGHUP: unwind like Ctrl-C so the running child is killed too
+    # (it has its own process group and would not get the signal).
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+    doc = (__doc__ or "").strip()
+    parser = argparse.ArgumentParser(
+        description=doc.splitlines()[0],
+        epilog="\n".join(doc.splitlines()[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="spawn 100k and 1M, pingpong 200k; curcor and asyncio only",
+    )
+    parser.add_argument(
+        "--maxprocs-ab",
+        action="store_true",
+        help="curcor only: CURCOR_MAXPROCS=1 and =2 interleaved, >= 5 runs each",
+    )
+    parser.add_argument(
+        "--ab-maxprocs",
+        default="1,2",
+        metavar="A,B",
+        help="the two CURCOR_MAXPROCS values for --maxprocs-ab (default 1,2)",
+    )
+    parser.add_argument(
+        "--runtimes",
+        default=None,
+        help=f"comma-separated, default {','.join(ALL_RUNTIMES)} "
+        f"({','.join(QUICK_RUNTIMES)} with --quick)",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        help=f"name[:n],... default {DEFAULT_WORKLOADS} "
+        f"({AB_WORKLOADS} with --maxprocs-ab)",
+    )
+    parser.add_argument(
+        "--runs",
+        "-k",
+        type=int,
+        default=None,
+        help="runs per cell, median reported (default 3; 5 minimum with --maxprocs-ab)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="per-run timeout, s"
+    )
+    parser.add_argument(
+        "--python", default=sys.executable, help="interpreter for the children"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write results here")
+    args = parser.parse_args(argv)
+
+    if args.maxprocs_ab:
+        runtimes = ["curcor"]
+        runs = max(args.runs or 5, 5)
+        procs = [p.strip() for p in args.ab_maxprocs.split(",")]
+        if len(procs) != 2 or not all(p.isdigit() and int(p) > 0 for p in procs):
+            parser.error("--ab-maxprocs takes two positive integers, e.g. 1,2")
+        maxprocs_values: list[str | None] = list(procs)
+        workload_spec = args.workloads or AB_WORKLOADS
+    else:
+        default = QUICK_RUNTIMES if args.quick else ALL_RUNTIMES
+        runtimes = args.runtimes.split(",") if args.runtimes else list(default)
+        runtimes = [r.strip() for r in runtimes if r.strip()]
+        for r in runtimes:
+            if r not in ALL_RUNTIMES:
+                parser.error(f"unknown runtime {r!r} (known: {ALL_RUNTIMES})")
+        runs = args.runs or 3
+        maxprocs_values = [None]
+        workload_spec = args.workloads or DEFAULT_WORKLOADS
+    if runs < 1:
+        parser.error("--runs must be >= 1")
+    try:
+        workloads = parse_workloads(workload_spec)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    cells = [
+        Cell(w, n, r, mp)
+        for w, n in workloads
+        for r in runtimes
+        for mp in maxprocs_values
+    ]
+    unavailable: dict[str, str] = {}
+    total = runs * len(cells)
+    started = time.perf_counter()
+    started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    print(
+        f"# {len(cells)} cells x {runs} runs, each in a fresh {args.python},"
+        f" timeout {args.timeout:g} s",
+        file=sys.stderr,
+    )
+    done = 0
+    for rep in range(runs):  # interleaved: 1,2,1,2,... across every cell
+        for cell in cells:
+            done += 1
+            label = f"{cell.workload} {human_n(cell.n)} {cell.runtime}"
+            if cell.maxprocs is not None:
+                label += f" P={cell.maxprocs}"
+            prefix = f"[{done}/{total}] {label} run {rep + 1}/{runs}"
+            if cell.runtime in unavailable:
+                cell.errors.append(f"skipped: {unavailable[cell.runtime]}")
+                print(
+                    f"{prefix}: skipped ({cell.runtime} unavailable)", file=sys.stderr
+                )
+                continue
+            record, rc = run_child(
+                args.python,
+                cell.runtime,
+                cell.workload,
+                cell.n,
+                args.timeout,
+                cell.maxprocs,
+            )
+            cell.runs.append(record)
+            if record["ok"]:
+                print(
+                    f"{prefix}: {record['wall_s']:.3f} s, GC {record['gc_s']:.3f} s,"
+                    f" {record['peak_rss_mb']:.0f} MB"
+                    f"{busy_note(record)}",
+                    file=sys.stderr,
+                )
+            else:
+                cell.errors.append(record["error"])
+                print(f"{prefix}: ERROR {record['error']}", file=sys.stderr)
+                if rc == EXIT_UNAVAILABLE:
+                    unavailable[cell.runtime] = record["error"]
+    elapsed = time.perf_counter() - started
+    print(f"# done in {elapsed:.0f} s", file=sys.stderr)
+    print()
+
+    mode = "maxprocs-ab" if args.maxprocs_ab else "quick" if args.quick else "full"
+    child_python = next(
+        (r["python"] for c in cells for r in c.runs if "python" in r), "?"
+    )
+    print(
+        f"curcor benchmarks ({mode}), Python {child_python}, "
+        f"{os.cpu_count()} CPUs, medians of {runs} runs, each in its own process"
+    )
+    print()
+    if args.maxprocs_ab:
+        a, b = maxprocs_values
+        ok = ab_table(cells, str(a), str(b))
+    else:
+        comparison_table(cells)
+        ok = all(c.ok_runs() and not c.errors for c in cells)
+        if BASELINE in runtimes:
+            print()
+            print(
+                "x wall = asyncio wall / wall, x RSS = asyncio RSS / RSS "
+                "(> 1: faster / smaller than asyncio); GC less = 1 - GC s / "
+                "asyncio GC s"
+            )
+
+    busy_runs = [
+        r for c in cells for r in c.runs if r.get("foreign_cpu_cores", 0.0) > BUSY_LIMIT
+    ]
+    if busy_runs:
+        worst = max(r["foreign_cpu_cores"] for r in busy_runs)
+        print(
+            f"\nwarning: other processes were busy during {len(busy_runs)} of "
+            f"{sum(len(c.runs) for c in cells)} runs (up to {worst:.2f} of a "
+            "core); on a small machine that skews the figures, rerun when quiet"
+        )
+
+    if args.json:
+        payload: dict[str, Any] = {
+            "meta": {
+                "date": started_at,
+                "mode": mode,
+                "argv": sys.argv,
+                "python": args.python,
+                "python_version": child_python,
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "runs": runs,
+                "timeout_s": args.timeout,
+                "env_curcor_maxprocs": os.environ.get("CURCOR_MAXPROCS"),
+                "elapsed_s": elapsed,
+            },
+            "results": [c.summary() for c in cells],
+        }
+        if args.maxprocs_ab:
+            payload["meta"]["ab_maxprocs"] = maxprocs_values
+            payload["meta"]["ab_limit"] = AB_LIMIT
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the running child was already killed
+        print("run.py: interrupted", file=sys.stderr)
+        sys.exit(130)
