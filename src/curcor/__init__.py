@@ -6,11 +6,6 @@ docs/guide.md for a tour.
 
 from __future__ import annotations
 
-import sys as _sys
-
-if _sys.version_info < (3, 11):  # pragma: no cover - checked on old interpreters
-    raise ImportError("curcor needs Python 3.11 or newer; this is " + _sys.version)
-
 from ._core.cancel import CancelScope, move_on_after, timeout
 from ._core.chan import Channel, recv, select, send
 from ._core.clock import Ticker, Timer, after, sleep

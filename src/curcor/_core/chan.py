@@ -481,7 +481,7 @@ async def select(*cases: _Case | None, default: bool = False) -> tuple[int, Any]
         else:
             c.ch._recvq.push((task, seq, None, i, False))
     result = await park(task, SELECT, tuple(ch._lock for ch in chans))
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def _try_cases(order: list[tuple[int, _Case]]) -> Any:
@@ -523,7 +523,7 @@ def _finish_case(done: tuple[Any, ...]) -> tuple[int, Any]:
     """After the locks are released: wake the peer of the chosen case."""
     i, value = done[0], done[1]
     if value is _SEND_CLOSED:
-        raise ChannelClosed("send on closed channel (select case %d)" % i)
+        raise ChannelClosed(f"send on closed channel (select case {i})")
     if len(done) == 4:
         _wake(done[2], done[3])
     return (i, value)

@@ -92,7 +92,7 @@ class TaskGroup:
                 "`async with curcor.TaskGroup() as tg:`"
             )
         _check_coroutine(coro, "TaskGroup.go()")
-        w, parent = worker_and_task("TaskGroup.go()")
+        w, _parent = worker_and_task("TaskGroup.go()")
         rt = running_runtime()
         assert rt is not None
         with self._lock:
@@ -115,7 +115,7 @@ class TaskGroup:
             The child's exception if it failed before reporting ready;
             RuntimeError if it returned without reporting.
         """
-        w, me = worker_and_task("TaskGroup.start()")
+        _w, me = worker_and_task("TaskGroup.start()")
         status = _Status(self)
         coro = fn(*args, task_status=status)
         with self._lock:
@@ -180,8 +180,7 @@ class TaskGroup:
             status = self._starting.pop(id(task.coro), None)
         if status is not None and not status.started_flag:
             failure = exc or RuntimeError(
-                f"task {task.name!r} returned without calling "
-                "task_status.started()"
+                f"task {task.name!r} returned without calling task_status.started()"
             )
             self._status_changed(status, failure)
             exc = None
@@ -205,7 +204,7 @@ class TaskGroup:
             sched.ready(waiter[0])
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        w, me = worker_and_task("TaskGroup exit")
+        _w, me = worker_and_task("TaskGroup exit")
         if exc is not None and not isinstance(exc, Cancelled):
             with self._lock:
                 self._errors.append(exc)
@@ -225,8 +224,9 @@ class TaskGroup:
         errors = list(self._errors)
         swallowed = self._scope.__exit__(exc_type, exc, tb)
         if errors:
-            if all(isinstance(e, Exception) for e in errors):
-                raise ExceptionGroup("unhandled errors in a TaskGroup", errors)
+            plain = [e for e in errors if isinstance(e, Exception)]
+            if len(plain) == len(errors):
+                raise ExceptionGroup("unhandled errors in a TaskGroup", plain)
             raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
         return bool(swallowed) if isinstance(exc, Cancelled) else False
 

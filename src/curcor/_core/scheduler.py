@@ -162,7 +162,7 @@ def current_worker() -> Worker | None:
     return getattr(_tls, "worker", None)
 
 
-class ShuffledDeque(deque):  # type: ignore[type-arg]
+class ShuffledDeque(deque):
     """A run queue for shuffle mode (tests): each append lands at random."""
 
     rng: Any = None
@@ -312,10 +312,10 @@ class Worker:
                         trap = ctx.run(task.coro.throw, exc)
             except StopIteration as stop:
                 self._finish(task, stop.value, None)
-                task = None  # type: ignore[assignment]
+                task = None
             except BaseException as error:
                 self._finish(task, None, error)
-                task = None  # type: ignore[assignment]
+                task = None
             else:
                 # Stage 3: act on the trap.
                 if trap is YIELD:
@@ -666,12 +666,12 @@ class Scheduler:
                 return
             self.idle.append(w)
             w.parks += 1
-            if len(self.idle) == self.n:
-                # Every worker is idle, so every task is blocked.
-                if self.on_all_blocked is not None and self.on_all_blocked(w):
-                    if w in self.idle:
-                        self.idle.remove(w)
-                    return
+            # Every worker idle means every task is blocked.
+            all_idle = len(self.idle) == self.n and self.on_all_blocked is not None
+            if all_idle and self.on_all_blocked(w):
+                if w in self.idle:
+                    self.idle.remove(w)
+                return
             poll = self.polling is None
             if poll:
                 self.polling = w

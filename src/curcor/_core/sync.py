@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import _tls
-from .traps import WaitQueue, Waitable, claim, park, worker_and_task
+from .traps import Waitable, WaitQueue, claim, park, worker_and_task
 
 
 def _ready_all(entries: list[tuple[Any, ...]], value: Any = None) -> None:
@@ -35,7 +35,7 @@ def _pop_valid(q: WaitQueue) -> tuple[Any, ...] | None:
 
 async def _wait_on(obj: Any, what: str, value: Any = None) -> Any:
     """Queue the current task on ``obj._waiters`` and park; lock not held."""
-    w, task = worker_and_task(what)
+    _w, task = worker_and_task(what)
     if task._cancel_pending:
         raise Cancelled()
     obj._lock.acquire()
@@ -89,7 +89,7 @@ class WaitGroup(Waitable):
 
     async def wait(self) -> None:
         """Wait until the counter is zero."""
-        w, task = worker_and_task("WaitGroup.wait()")
+        _w, task = worker_and_task("WaitGroup.wait()")
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
@@ -118,7 +118,7 @@ class Mutex(Waitable):
 
     async def lock(self) -> None:
         """Take the mutex, waiting in FIFO order while another task holds it."""
-        w, task = worker_and_task("Mutex.lock()")
+        _w, task = worker_and_task("Mutex.lock()")
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
@@ -178,7 +178,7 @@ class Semaphore(Waitable):
 
     async def acquire(self) -> None:
         """Take a permit, waiting in FIFO order when none is left."""
-        w, task = worker_and_task("Semaphore.acquire()")
+        _w, task = worker_and_task("Semaphore.acquire()")
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
@@ -245,7 +245,7 @@ class Event(Waitable):
 
     async def wait(self) -> None:
         """Wait until the flag is set (returns at once if it is)."""
-        w, task = worker_and_task("Event.wait()")
+        _w, task = worker_and_task("Event.wait()")
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
@@ -317,7 +317,7 @@ class RWMutex(Waitable):
 
     async def rlock(self) -> None:
         """Take a read lock; waits behind a writer that holds or waits."""
-        w, task = worker_and_task("RWMutex.rlock()")
+        _w, task = worker_and_task("RWMutex.rlock()")
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
@@ -329,7 +329,7 @@ class RWMutex(Waitable):
 
     async def lock(self) -> None:
         """Take the write lock; waits for readers and writers ahead of it."""
-        w, task = worker_and_task("RWMutex.lock()")
+        _w, task = worker_and_task("RWMutex.lock()")
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
@@ -440,7 +440,7 @@ class Condition(Waitable):
         """
         if not self.mutex.locked():
             raise RuntimeMisuse("Condition.wait() needs the mutex held: async with")
-        w, task = worker_and_task("Condition.wait()")
+        _w, task = worker_and_task("Condition.wait()")
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
@@ -452,7 +452,7 @@ class Condition(Waitable):
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiting tasks."""
-        woken = []
+        woken: list[tuple[Any, ...]] = []
         with self._lock:
             while len(woken) < n:
                 entry = _pop_valid(self._waiters)

@@ -78,7 +78,7 @@ class Task:
         self._wait_seq = 0  # bumped by whoever ends a wait; stale entries skip
         self._park_lock: Any = None  # released by the worker after the park
         self._cancel_pending = False
-        self._joiners: list[Task] | None = None
+        self._joiners: list[tuple[Task, int]] | None = None
         self._name: str | None = None
         self._id = 0
         self._group: Any = None
@@ -161,8 +161,7 @@ def describe_stack(task: Task) -> list[str]:
         if frame is not None:
             code = frame.f_code
             lines.append(
-                f'  File "{code.co_filename}", line {frame.f_lineno}, '
-                f"in {code.co_name}"
+                f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}'
             )
         obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
         depth += 1

@@ -91,7 +91,8 @@ class ThreadPool:
             value, exc = job.fn(*job.args), None
         except BaseException as error:
             value, exc = None, error
-        job.fn = job.args = None
+        job.fn = None
+        job.args = ()
         with job._lock:
             task = job.task
             job.task = None
@@ -132,7 +133,7 @@ def _pool(sched: Any) -> ThreadPool:
                 if size < 1:
                     size = min(32, (os.cpu_count() or 1) + 4)
                 rt.pool = ThreadPool(sched, size)
-    return rt.pool  # type: ignore[no-any-return]
+    return rt.pool
 
 
 async def to_thread(fn: Any, *args: Any) -> Any:

@@ -69,7 +69,7 @@ def park_unabortable(task: Task, obj: Any, lock: Any) -> Any:
     return (yield PARK)
 
 
-class WaitQueue(deque):  # type: ignore[type-arg]
+class WaitQueue(deque):
     """A FIFO of wait entries ``(task, seq, value, case)``; owner's lock held.
 
     Entries go stale when their wait ends some other way; ``push`` compacts
