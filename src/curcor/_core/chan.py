@@ -59,6 +59,17 @@ def _stripe(task: Task) -> Any:
     return _sched().stripe(task)
 
 
+def _hand(peer: Task, value: Any) -> None:
+    """Resume a claimed plain waiter with ``value``, next on this worker."""
+    peer._value = value
+    peer._exc = None
+    w = getattr(_tls, "worker", None)
+    if w is not None:
+        w.push_next(peer)
+    else:
+        _sched().push_global(peer)
+
+
 def _wake(entry: tuple[Any, ...], value: Any, closed: bool = False) -> None:
     """Resume a claimed waiter; ``value`` is what a receiver gets."""
     task = entry[0]
@@ -140,15 +151,13 @@ class Channel:
         lock = self._lock
         lock.acquire()
 
-        # Fast path: a plain receiver is waiting; hand the value over.
+        # Fast path: a plain receiver waits; hand the value over directly.
         recvq = self._recvq
-        while recvq and not self._closed:
+        if recvq and not self._closed:
             entry = recvq[0]
-            if entry[3] >= 0:
-                break
-            recvq.popleft()
             peer = entry[0]
-            if peer._wait_seq == entry[1]:
+            if entry[3] < 0 and peer._wait_seq == entry[1]:
+                recvq.popleft()
                 peer._wait_seq += 1
                 peer._waiting_on = None
                 lock.release()
@@ -156,11 +165,14 @@ class Channel:
                 peer._exc = None
                 w.push_next(peer)
                 return None
-        if self._offer(value):
+        if (recvq or self._closed or len(self._buf) < self.cap) and self._offer(value):
             return None
 
         # Wait for a receiver (protocol steps 1-2, inlined from traps.park).
-        self._sendq.push((task, task._wait_seq, value, -1, True))
+        sendq = self._sendq
+        sendq.append((task, task._wait_seq, value, -1, True))
+        if len(sendq) > sendq.limit:
+            sendq.compact()
         task._waiting_on = self
         if task._cancel_pending:
             task._wait_seq += 1
@@ -192,6 +204,16 @@ class Channel:
         recvq = self._recvq
         while recvq:
             entry = recvq.popleft()
+            peer = entry[0]
+            if entry[3] < 0:
+                # A plain receiver: claimed under the channel lock alone.
+                if peer._wait_seq != entry[1]:
+                    continue
+                peer._wait_seq += 1
+                peer._waiting_on = None
+                self._lock.release()
+                _hand(peer, value)
+                return True
             if _claim(entry):
                 self._lock.release()
                 _wake(entry, value)
@@ -232,29 +254,29 @@ class Channel:
         lock = self._lock
         lock.acquire()
 
-        # Fast path: unbuffered, a plain sender is waiting; take its value.
+        # Fast path: unbuffered, a plain sender waits; take its value.
         sendq = self._sendq
-        if not self._buf:
-            while sendq:
-                entry = sendq[0]
-                if entry[3] >= 0:
-                    break
+        if sendq and not self._buf:
+            entry = sendq[0]
+            peer = entry[0]
+            if entry[3] < 0 and peer._wait_seq == entry[1]:
                 sendq.popleft()
-                peer = entry[0]
-                if peer._wait_seq == entry[1]:
-                    peer._wait_seq += 1
-                    peer._waiting_on = None
-                    lock.release()
-                    peer._value = None
-                    peer._exc = None
-                    w.push_next(peer)
-                    return (entry[2], True) if mode == _RECV_OK else entry[2]
+                peer._wait_seq += 1
+                peer._waiting_on = None
+                lock.release()
+                peer._value = None
+                peer._exc = None
+                w.push_next(peer)
+                return (entry[2], True) if mode == _RECV_OK else entry[2]
         value = self._take()
         if value is not _NOTHING:
             return _received(value, mode)
 
         # Wait for a sender (protocol steps 1-2, inlined from traps.park).
-        self._recvq.push((task, task._wait_seq, None, -1, False))
+        recvq = self._recvq
+        recvq.append((task, task._wait_seq, None, -1, False))
+        if len(recvq) > recvq.limit:
+            recvq.compact()
         task._waiting_on = self
         if task._cancel_pending:
             task._wait_seq += 1
@@ -285,23 +307,31 @@ class Channel:
         """Called with ``_lock`` held; releases it unless returning _NOTHING."""
         buf = self._buf
         sendq = self._sendq
-        if buf:
-            value = buf.popleft()
-            while sendq:
-                entry = sendq.popleft()
-                if _claim(entry):
-                    buf.append(entry[2])
-                    self._lock.release()
-                    _wake(entry, None)
-                    return value
-            self._lock.release()
-            return value
+        value = buf.popleft() if buf else _NOTHING
         while sendq:
             entry = sendq.popleft()
-            if _claim(entry):
-                self._lock.release()
+            peer = entry[0]
+            if entry[3] < 0:
+                # A plain sender: claimed under the channel lock alone.
+                if peer._wait_seq != entry[1]:
+                    continue
+                peer._wait_seq += 1
+                peer._waiting_on = None
+            elif not _claim(entry):
+                continue
+            if value is _NOTHING:
+                value = entry[2]
+            else:
+                buf.append(entry[2])  # refill the slot just taken
+            self._lock.release()
+            if entry[3] < 0:
+                _hand(peer, None)
+            else:
                 _wake(entry, None)
-                return entry[2]
+            return value
+        if value is not _NOTHING:
+            self._lock.release()
+            return value
         if self._closed:
             self._lock.release()
             return _CLOSED

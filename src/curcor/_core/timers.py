@@ -66,16 +66,22 @@ class FakeClock(Clock):
 
 
 class Handle:
-    """A cancellable callback entry (``after``, ``Timer``, scope deadlines)."""
+    """A cancellable callback entry (``after``, ``Timer``, scope deadlines).
 
-    __slots__ = ("active",)
+    Lock rule: ``active`` changes under the owning ``Timers.lock``, so a
+    cancel and a firing cannot both claim the entry.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_lock", "active")
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
         self.active = True
 
     def cancel(self) -> bool:
         """Stop the callback from firing; True if it had not fired yet."""
-        was, self.active = self.active, False
+        with self._lock:
+            was, self.active = self.active, False
         return was
 
 
@@ -109,7 +115,7 @@ class Timers:
 
     def call_at(self, deadline: float, fn: Callable[[], Any]) -> Handle:
         """Call ``fn()`` on a worker at ``deadline``; cancel with the handle."""
-        handle = Handle()
+        handle = Handle(self.lock)
         entry = [deadline, 0, CALL, fn, handle]
         with self.lock:
             self._seq += 1

@@ -83,10 +83,14 @@ class WaitQueue(deque):
         """Append ``entry``, dropping stale entries now and then."""
         self.append(entry)
         if len(self) > self.limit:
-            live = [e for e in self if e[0]._wait_seq == e[1]]
-            self.clear()
-            self.extend(live)
-            self.limit = max(16, 2 * len(live))
+            self.compact()
+
+    def compact(self) -> None:
+        """Drop stale entries; the next compaction waits for twice the rest."""
+        live = [e for e in self if e[0]._wait_seq == e[1]]
+        self.clear()
+        self.extend(live)
+        self.limit = max(16, 2 * len(live))
 
 
 class Waitable:
