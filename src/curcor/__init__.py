@@ -22,7 +22,6 @@ from ._core.errors import (
 )
 from ._core.group import TASK_STATUS_IGNORED, TaskGroup
 from ._core.runtime import current_task, go, now, run, stats
-from ._core.stats import Stats, WorkerStats
 from ._core.sync import Condition, Event, Mutex, Once, RWMutex, Semaphore, WaitGroup
 from ._core.task import Task
 from ._core.threads import from_thread, to_thread
@@ -30,6 +29,11 @@ from ._core.traps import yield_now
 
 
 def __getattr__(name: str) -> object:
+    # Loaded on first use: dataclasses and the version lookup cost import time.
+    if name in ("Stats", "WorkerStats"):
+        from ._core import stats as _stats
+
+        return getattr(_stats, name)
     if name == "__version__":
         from .cli.version import get_version
 

@@ -18,11 +18,14 @@ it after publishing ``_waiting_on``, so a cancellation is never missed.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import Scheduler, current_worker
 from .task import DONE, FREE, Task
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _current_task(what: str) -> tuple[Task, Scheduler]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import random
 import types
 from collections import deque
-from typing import Any
 
 from .errors import Cancelled, ChannelClosed, RuntimeMisuse, WouldBlock
 from .scheduler import PARK, _tls
 from .task import Task
 from .traps import WaitQueue, park, worker_and_task
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 _CLOSED: Any = object()  # resumption value: the channel closed while waiting
 _FOREVER: Any = object()  # a select with no enabled cases waits on this

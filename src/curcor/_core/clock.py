@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import types
-from typing import Any
 
 from .chan import Channel
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import YIELD, YIELD_NOW
 from .traps import park, worker_and_task
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _seconds(value: Any, what: str) -> float:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
     from pathlib import Path
 
+
 __all__ = [
     "BACKENDS",
     "GC_MODES",

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
 
 from .cancel import CancelScope
 from .chan import Channel
 from .errors import RuntimeMisuse
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ContextCancelled(Exception):

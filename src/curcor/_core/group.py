@@ -5,12 +5,15 @@ rest when one fails, and raises the failures as an ``ExceptionGroup``.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from .cancel import CancelScope, root_scope_for
 from .errors import Cancelled, RuntimeMisuse
 from .task import Task
 from .traps import park, park_unabortable, worker_and_task
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Status:

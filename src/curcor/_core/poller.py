@@ -16,11 +16,11 @@ methods arrive with the network layer.
 
 from __future__ import annotations
 
-import selectors
-import socket
-from typing import Any
-
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 BACKENDS: dict[str, str] = {
     "epoll": "EpollSelector",
@@ -36,6 +36,8 @@ def resolve_backend(name: str) -> str:
     Raises:
         ConfigError: the name is unknown or the OS lacks that backend.
     """
+    import selectors
+
     if name == "auto":
         for candidate in ("epoll", "kqueue", "poll", "select"):
             if hasattr(selectors, BACKENDS[candidate]):
@@ -56,12 +58,16 @@ class Poller:
     """One runtime's idle wait over one backend (see the module contract)."""
 
     def __init__(self, backend: str = "auto") -> None:
+        import selectors
+        import socket
+
+        self._events = selectors.EVENT_READ
         self.backend = resolve_backend(backend)
         self._selector: Any = getattr(selectors, BACKENDS[self.backend])()
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
-        self._selector.register(self._rsock, selectors.EVENT_READ, None)
+        self._selector.register(self._rsock, self._events, None)
         self.waits = 0  # how many times wait() blocked (stats)
 
     def wakeup_fd(self) -> int:

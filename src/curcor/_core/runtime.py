@@ -8,14 +8,12 @@ returns the main task's value. Only one runtime runs in a process at a time.
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import signal
 import sys
 import threading
 import time
 from types import CoroutineType
-from typing import Any
 
 from .cancel import cancel_task as _cancel_in
 from .errors import (
@@ -30,7 +28,17 @@ from .task import DONE, FREE, RUNNABLE, Task, describe_stack
 from .timers import Clock
 from .traps import park, worker_and_task
 
-log = logging.getLogger("curcor")
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _log() -> Any:
+    """The ``curcor`` logger (logging is imported only when first needed)."""
+    import logging
+
+    return logging.getLogger("curcor")
+
 
 DEADLOCK_HEADER = "curcor: all tasks are asleep - deadlock!"
 
@@ -132,7 +140,7 @@ class Runtime:
 
     def _crash(self, task: Task, exc: BaseException) -> None:
         """An exception escaped a detached task: log it, cancel main."""
-        log.error(
+        _log().error(
             "unhandled exception in task %r; cancelling the main task",
             task.name,
             exc_info=(type(exc), exc, exc.__traceback__),
@@ -167,7 +175,7 @@ class Runtime:
     def _grace_over(self) -> None:
         names = [t.name for t in list(self.sched.all_tasks)[:10]]
         if names:
-            log.warning(
+            _log().warning(
                 "shutdown grace period over; abandoning %d task(s): %s",
                 len(self.sched.all_tasks),
                 ", ".join(names),
@@ -416,7 +424,7 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
     else:
-        log.info(line)
+        _log().info(line)
 
     # The main task starts on worker 0, which is this thread.
     w0 = sched.workers[0]

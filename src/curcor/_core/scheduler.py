@@ -89,11 +89,14 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
-from typing import Any
 
 from .poller import Poller
 from .task import BLOCKED, DONE, FREE, RUNNABLE, RUNNING, Task, refcount_baseline
 from .timers import CALL, Clock, Timers
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Traps a task yields to its worker. Identity-compared on the hot path.
 YIELD = "curcor.yield"

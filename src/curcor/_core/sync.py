@@ -11,11 +11,14 @@ after that lock is released.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import _tls
 from .traps import Waitable, WaitQueue, claim, park, worker_and_task
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _ready_all(entries: list[tuple[Any, ...]], value: Any = None) -> None:

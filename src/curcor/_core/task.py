@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
 
 from .errors import Cancelled, RuntimeMisuse
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Task states. A record moves FREE -> RUNNABLE <-> RUNNING <-> BLOCKED -> DONE
 # -> FREE. Only the worker that runs the task, or a waker that won the right

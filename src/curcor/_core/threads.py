@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Any
 
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import current_worker
 from .task import RUNNABLE, Task
 from .traps import park, worker_and_task
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 _STOP: Any = object()
 

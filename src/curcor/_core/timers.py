@@ -12,8 +12,14 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Entry kinds. An entry is a list [deadline, seq, kind, obj, token]:
 # WAKE: obj is a task, token its _wait_seq when it went to sleep;

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import types
 from collections import deque
-from typing import Any
 
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import PARK, YIELD, Worker, _tls
 from .task import Task
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def worker_and_task(what: str) -> tuple[Worker, Task]:
