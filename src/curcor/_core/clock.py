@@ -35,16 +35,23 @@ def sleep(seconds: float) -> Any:
     Raises:
         Cancelled: an enclosing scope was cancelled.
     """
-    w, task = worker_and_task("curcor.sleep()")
-    if task._cancel_pending:
-        raise Cancelled()
     if (type(seconds) is int or type(seconds) is float) and seconds <= 0:
+        # sleep(0) allocates nothing: a shared awaitable (see YieldNow). The
+        # cancellation check happens here, in the task that calls it.
+        w, task = worker_and_task("curcor.sleep()")
+        if task._cancel_pending:
+            raise Cancelled()
         return YIELD_NOW
-    return _sleep(w, task, _seconds(seconds, "curcor.sleep()"))
+    return _sleep(_seconds(seconds, "curcor.sleep()"))
 
 
 @types.coroutine
-def _sleep(w: Any, task: Any, seconds: float) -> Any:
+def _sleep(seconds: float) -> Any:
+    # The task is looked up when the sleep is awaited, not when it was made:
+    # a coroutine may be created in one task and awaited in another.
+    w, task = worker_and_task("curcor.sleep()")
+    if task._cancel_pending:
+        raise Cancelled()
     if seconds <= 0:
         yield YIELD
         return None

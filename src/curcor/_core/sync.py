@@ -36,13 +36,15 @@ def _pop_valid(q: WaitQueue) -> tuple[Any, ...] | None:
     return None
 
 
-async def _wait_on(obj: Any, what: str, value: Any = None) -> Any:
-    """Queue the current task on ``obj._waiters`` and park; lock not held."""
-    _w, task = worker_and_task(what)
-    if task._cancel_pending:
-        raise Cancelled()
-    obj._lock.acquire()
-    return await _park_locked(obj, task, value)
+def _has_live(q: WaitQueue) -> bool:
+    """Called with the owner's lock held: is a live waiter queued? Drops stale
+    entries from the head, so the cost is amortised O(1)."""
+    while q:
+        head = q[0]
+        if head[0]._wait_seq == head[1]:
+            return True
+        q.popleft()
+    return False
 
 
 async def _park_locked(obj: Any, task: Any, value: Any = None) -> Any:
@@ -185,14 +187,11 @@ class Semaphore(Waitable):
         if task._cancel_pending:
             raise Cancelled()
         self._lock.acquire()
-        if self._value > 0 and not self._waiters_live():
+        if self._value > 0 and not _has_live(self._waiters):
             self._value -= 1
             self._lock.release()
             return
         await _park_locked(self, task)
-
-    def _waiters_live(self) -> bool:
-        return any(e[0]._wait_seq == e[1] for e in self._waiters)
 
     def try_acquire(self) -> bool:
         """Take a permit if one is free; never waits."""
@@ -316,7 +315,7 @@ class RWMutex(Waitable):
         self._waiters = WaitQueue()  # entries' value: True for a writer
 
     def _queued(self) -> bool:
-        return any(e[0]._wait_seq == e[1] for e in self._waiters)
+        return _has_live(self._waiters)
 
     async def rlock(self) -> None:
         """Take a read lock; waits behind a writer that holds or waits."""
