@@ -271,11 +271,6 @@ def imported_modules(tmp_path: Path, *args: str) -> set[str]:
     return {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
 
 
-@pytest.mark.xfail(
-    reason="curcor/__init__.py imports the whole runtime eagerly; curcor version "
-    "can only avoid it once the package's names are imported lazily",
-    strict=False,
-)
 def test_version_does_not_import_the_runtime(tmp_path):
     command = imported_modules(tmp_path, "-m", "curcor", "version")
     assert "curcor._core.runtime" not in command

@@ -6,34 +6,87 @@ docs/guide.md for a tour.
 
 from __future__ import annotations
 
-from ._core.cancel import CancelScope, move_on_after, timeout
-from ._core.chan import Channel, recv, select, send
-from ._core.clock import Ticker, Timer, after, sleep
-from ._core.context import Context, ContextCancelled, DeadlineExceeded, background
-from ._core.errors import (
-    Cancelled,
-    ChannelClosed,
-    ConfigError,
-    DeadlockError,
-    RuntimeMisuse,
-    Terminated,
-    ThreadCreateError,
-    WouldBlock,
-)
-from ._core.group import TASK_STATUS_IGNORED, TaskGroup
-from ._core.runtime import current_task, go, now, run, stats
-from ._core.sync import Condition, Event, Mutex, Once, RWMutex, Semaphore, WaitGroup
-from ._core.task import Task
-from ._core.threads import from_thread, to_thread
-from ._core.traps import yield_now
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._core.cancel import CancelScope, move_on_after, timeout
+    from ._core.chan import Channel, recv, select, send
+    from ._core.clock import Ticker, Timer, after, sleep
+    from ._core.context import Context, ContextCancelled, DeadlineExceeded, background
+    from ._core.errors import (
+        Cancelled,
+        ChannelClosed,
+        ConfigError,
+        DeadlockError,
+        RuntimeMisuse,
+        Terminated,
+        ThreadCreateError,
+        WouldBlock,
+    )
+    from ._core.group import TASK_STATUS_IGNORED, TaskGroup
+    from ._core.runtime import current_task, go, now, run, stats
+    from ._core.stats import Stats, WorkerStats
+    from ._core.sync import Condition, Event, Mutex, Once, RWMutex, Semaphore, WaitGroup
+    from ._core.task import Task
+    from ._core.threads import from_thread, to_thread
+    from ._core.traps import yield_now
+
+# Public names load on first use, so `import curcor` and `curcor version`
+# stay fast (docs/architecture.md, "Import time").
+_LAZY = {
+    "CancelScope": "cancel",
+    "Cancelled": "errors",
+    "Channel": "chan",
+    "ChannelClosed": "errors",
+    "Condition": "sync",
+    "ConfigError": "errors",
+    "Context": "context",
+    "ContextCancelled": "context",
+    "DeadlineExceeded": "context",
+    "DeadlockError": "errors",
+    "Event": "sync",
+    "Mutex": "sync",
+    "Once": "sync",
+    "RWMutex": "sync",
+    "RuntimeMisuse": "errors",
+    "Semaphore": "sync",
+    "TASK_STATUS_IGNORED": "group",
+    "Task": "task",
+    "TaskGroup": "group",
+    "Terminated": "errors",
+    "ThreadCreateError": "errors",
+    "Ticker": "clock",
+    "Timer": "clock",
+    "WaitGroup": "sync",
+    "WouldBlock": "errors",
+    "after": "clock",
+    "background": "context",
+    "current_task": "runtime",
+    "from_thread": "threads",
+    "go": "runtime",
+    "move_on_after": "cancel",
+    "now": "runtime",
+    "recv": "chan",
+    "run": "runtime",
+    "select": "chan",
+    "send": "chan",
+    "sleep": "clock",
+    "stats": "runtime",
+    "timeout": "cancel",
+    "to_thread": "threads",
+    "yield_now": "traps",
+    "Stats": "stats",
+    "WorkerStats": "stats",
+}
 
 
 def __getattr__(name: str) -> object:
-    # Loaded on first use: dataclasses and the version lookup cost import time.
-    if name in ("Stats", "WorkerStats"):
-        from ._core import stats as _stats
+    module = _LAZY.get(name)
+    if module is not None:
+        from importlib import import_module
 
-        return getattr(_stats, name)
+        value = getattr(import_module(f"curcor._core.{module}"), name)
+        globals()[name] = value
+        return value
     if name == "__version__":
         from .cli.version import get_version
 

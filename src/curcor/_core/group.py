@@ -231,6 +231,10 @@ class TaskGroup:
             if len(plain) == len(errors):
                 raise ExceptionGroup("unhandled errors in a TaskGroup", plain)
             raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
+        # Exit is a checkpoint: a group cancelled from outside whose body
+        # ended normally still raises Cancelled, for the scope that cancelled.
+        if exc is None and me._cancel_pending:
+            raise Cancelled()
         return bool(swallowed) if isinstance(exc, Cancelled) else False
 
 
