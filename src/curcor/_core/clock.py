@@ -38,7 +38,7 @@ def sleep(seconds: float) -> Any:
     if (type(seconds) is int or type(seconds) is float) and seconds <= 0:
         # sleep(0) allocates nothing: a shared awaitable (see YieldNow). The
         # cancellation check happens here, in the task that calls it.
-        w, task = worker_and_task("curcor.sleep()")
+        task = worker_and_task("curcor.sleep()")[1]
         if task._cancel_pending:
             raise Cancelled()
         return YIELD_NOW
