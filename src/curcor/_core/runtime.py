@@ -106,6 +106,8 @@ class Runtime:
         self.sched.on_all_blocked = self._on_all_blocked
         self.sched.outside_work_hook = self._take_signals
         self.crash: BaseException | None = None
+        # Failed tasks whose handle is held and not yet joined, by id().
+        # Lock rule: single dict operations only (atomic), from any worker.
         self.unretrieved: dict[int, Task] = {}
         self.interrupted = False
         self.terminated = False
@@ -129,11 +131,17 @@ class Runtime:
     # -- outcomes -------------------------------------------------------------
 
     def _task_failed(self, task: Task, exc: BaseException, shared: bool) -> None:
-        """A task other than main ended with ``exc`` and nobody was joining."""
+        """A task other than main ended with ``exc`` and nobody was joining it.
+
+        With no handle held anywhere (``shared`` False) nobody can ever join
+        it: as a panic ends a Go program, the error is logged now, main is
+        cancelled and ``run`` re-raises it. With a handle held, a later
+        ``join()`` collects it; if none has when main ends, ``run`` logs and
+        re-raises it then (docs/architecture.md, "Unhandled errors").
+        """
         if task is self.sched.main or isinstance(exc, Cancelled):
             return
         if shared:
-            # A handle is still held: join() may still collect it.
             self.unretrieved[id(task)] = task
             return
         self._crash(task, exc)

@@ -410,8 +410,8 @@ class Worker:
         group = task._group
         if group is not None:
             group._child_done(task, exc)
-        elif exc is not None:
-            sched.task_failed(task, exc, shared=not woken)
+        elif exc is not None and not woken:
+            sched.task_failed(task, exc, shared=True)
         if task is sched.main or sched.draining:
             sched.task_ended(task)
 
