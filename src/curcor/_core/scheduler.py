@@ -292,6 +292,8 @@ class Worker:
             steps = self.steps = self.steps + 1
             if not steps & TICK_MASK and sched.has_outside_work():
                 self._tick(task)
+                if sched.stopping:
+                    return True  # tasks still queued are abandoned (grace over)
                 continue
 
             # Stage 2: step it.
