@@ -245,12 +245,6 @@ def test_the_seed_option_is_accepted_on_the_command_line(pytester):
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: under pytest-timeout's thread method (this project's "
-    "setting) a deadlocked async test hangs until the timeout: the timer "
-    "thread counts as a foreign waker",
-)
 def test_a_deadlocked_async_test_fails_with_a_deadlock_error(pytester):
     pytester.makepyfile(
         """

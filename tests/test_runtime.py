@@ -695,11 +695,6 @@ def test_a_task_ignoring_cancellation_is_abandoned_after_shutdown_grace(caplog):
         _close_quietly(coro)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: tasks abandoned after shutdown_grace are left to the "
-    "GC, which later runs their finally blocks outside any runtime",
-)
 def test_run_closes_the_coroutines_of_abandoned_tasks():
     cleanup = []
     coro, main = _stubborn_app(cleanup)

@@ -249,11 +249,6 @@ async def test_rwmutex_unlock_without_lock_is_misuse():
         rw.runlock()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: cancelling a queued RWMutex writer does not re-grant, "
-    "so readers queued behind it wait until the next unlock",
-)
 async def test_rwmutex_cancelled_waiting_writer_lets_queued_readers_in():
     rw = curcor.RWMutex()
     await rw.rlock()

@@ -295,12 +295,6 @@ def _released_from_a_thread():
     return [(f.__name__, f) for f in (event, waitgroup, mutex, semaphore)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: sync.py _ready_all reads _tls.worker, so a release "
-    "from a plain thread claims the waiters, then raises AttributeError and "
-    "never wakes them",
-)
 @pytest.mark.parametrize(
     "name,factory",
     _released_from_a_thread(),

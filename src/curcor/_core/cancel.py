@@ -283,8 +283,11 @@ def wake_cancelled(task: Task) -> None:
     """End ``task``'s current wait, if any, and resume it with Cancelled."""
     waiting_on = task._waiting_on
     if waiting_on is not None and waiting_on._abort(task):
-        sched = current_sched_of(task)
-        sched.ready(task, exc=Cancelled())
+        from .runtime import running_scheduler
+
+        sched = running_scheduler()
+        if sched is not None:  # None: the runtime has stopped; nothing to wake
+            sched.ready(task, exc=Cancelled())
 
 
 def current_sched_of(task: Task) -> Scheduler:

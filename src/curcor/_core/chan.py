@@ -111,7 +111,11 @@ class Channel:
     __slots__ = ("_buf", "_closed", "_lock", "_recvq", "_sendq", "cap")
 
     def __init__(self, n: int = 0) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(
+                f"Channel(n) takes an int capacity (0 = unbuffered), not {n!r}"
+            )
+        if n < 0:
             raise ValueError(
                 f"Channel(n) needs a capacity >= 0 (0 = unbuffered), not {n!r}"
             )

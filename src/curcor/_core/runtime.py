@@ -472,7 +472,23 @@ def _stop_all(rt: Runtime) -> None:
             w.thread.join(timeout=max(1.0, grace))
     if rt.pool is not None:
         rt.pool.shutdown()
+    _close_abandoned(rt)
     sched.poller.close()
+
+
+def _close_abandoned(rt: Runtime) -> None:
+    """Close the coroutines of tasks left after the grace period, here and now.
+
+    Otherwise the garbage collector would close them later, on any thread,
+    running their ``finally`` blocks outside any runtime.
+    """
+    for task in list(rt.sched.all_tasks):
+        if task is rt.sched.main or task._state in (DONE, FREE):
+            continue
+        try:
+            task.coro.close()
+        except BaseException:  # a finally block that awaited, or still running
+            pass
 
 
 def _outcome(rt: Runtime, main: Task) -> Any:

@@ -131,6 +131,15 @@ class YieldNow:
             raise StopIteration
         return YIELD
 
+    def throw(self, exc: Any, *args: Any) -> str:
+        """Raise the thrown exception at the ``await``."""
+        if isinstance(exc, type):
+            exc = exc(*args[:1])
+        raise exc
+
+    def close(self) -> None:
+        """Nothing to clean up: the object holds no state."""
+
 
 YIELD_NOW = YieldNow()
 
@@ -148,6 +157,10 @@ FREE_LIST_MAX = 1 << 16
 
 # Task ids a worker reserves at a time, so spawning rarely takes the id lock.
 ID_BLOCK = 4096
+
+# Name prefixes of threads that never call into the runtime, so they cannot
+# prevent a deadlock from being declared: pytest-timeout's watchdog timer.
+WATCHDOG_THREADS: tuple[str, ...] = ("pytest_timeout",)
 
 # Stripe locks guarding join lists and select claims. Arbitrary power of two.
 STRIPES = 64
@@ -698,10 +711,16 @@ class Scheduler:
             w.park_lock.acquire()
 
     def foreign_wakers_possible(self) -> bool:
-        """A live non-daemon thread we did not start may call from_thread."""
+        """A live non-daemon thread we did not start may call from_thread.
+
+        Threads whose name starts with one of ``WATCHDOG_THREADS`` (test
+        watchdogs that never call into the runtime) do not count.
+        """
         me = threading.get_ident()
         for t in threading.enumerate():
             if t.daemon or t.ident in self.runtime_threads or t.ident == me:
+                continue
+            if t.name.startswith(WATCHDOG_THREADS):
                 continue
             if t is threading.main_thread() and not t.is_alive():
                 continue

@@ -22,7 +22,18 @@ if TYPE_CHECKING:
 
 
 def _ready_all(entries: list[tuple[Any, ...]], value: Any = None) -> None:
-    sched = _tls.worker.sched
+    """Resume claimed waiters; from a worker, or from a plain thread."""
+    if not entries:
+        return
+    w = getattr(_tls, "worker", None)
+    if w is not None:
+        sched = w.sched
+    else:
+        from .runtime import running_scheduler
+
+        sched = running_scheduler()
+        if sched is None:
+            raise RuntimeMisuse("no curcor runtime is running to wake the waiters")
     for entry in entries:
         sched.ready(entry[0], value)
 
@@ -366,6 +377,17 @@ class RWMutex(Waitable):
             self._writer = False
             woken = self._grant()
         _ready_all(woken)
+
+    def _abort(self, task: Any) -> bool:
+        """Cancellation of a queued waiter; readers behind it may now go."""
+        with self._lock:
+            if task._waiting_on is not self:
+                return False
+            task._wait_seq += 1
+            task._waiting_on = None
+            woken = self._grant()
+        _ready_all(woken)
+        return True
 
     def _grant(self) -> list[tuple[Any, ...]]:
         """Called with ``_lock`` held: hand the lock to waiters at the head."""
