@@ -13,7 +13,7 @@ import types
 from collections import deque
 
 from .errors import Cancelled, ChannelClosed, RuntimeMisuse, WouldBlock
-from .scheduler import PARK, _tls
+from .scheduler import _tls
 from .task import Task
 from .traps import WaitQueue, park, worker_and_task
 
@@ -178,7 +178,7 @@ class Channel:
         # Wait for a receiver (protocol steps 1-2, inlined from traps.park).
         sendq = self._sendq
         sendq.append((task, task._wait_seq, value, -1, True))
-        if len(sendq) > sendq.limit:
+        if len(sendq) > 16 and len(sendq) > sendq.limit:
             sendq.compact()
         task._waiting_on = self
         if task._cancel_pending:
@@ -186,8 +186,7 @@ class Channel:
             task._waiting_on = None
             lock.release()
             raise Cancelled()
-        task._park_lock = lock
-        yield PARK
+        yield lock  # the park trap: the worker releases the lock (protocol step 2)
         return None
 
     def try_send(self, value: Any) -> bool:
@@ -282,7 +281,7 @@ class Channel:
         # Wait for a sender (protocol steps 1-2, inlined from traps.park).
         recvq = self._recvq
         recvq.append((task, task._wait_seq, None, -1, False))
-        if len(recvq) > recvq.limit:
+        if len(recvq) > 16 and len(recvq) > recvq.limit:
             recvq.compact()
         task._waiting_on = self
         if task._cancel_pending:
@@ -290,8 +289,7 @@ class Channel:
             task._waiting_on = None
             lock.release()
             raise Cancelled()
-        task._park_lock = lock
-        return _received((yield PARK), mode)
+        return _received((yield lock), mode)  # park; see send()
 
     def try_recv(self) -> tuple[Any, bool]:
         """Receive without waiting: ``(value, True)``, or ``(None, False)`` once

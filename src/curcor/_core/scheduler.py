@@ -6,8 +6,9 @@ Terms
 - worker: an OS thread that steps tasks; Go's M bound to a P. There are
   ``maxprocs`` of them; the thread that called ``curcor.run`` is worker 0.
 - step: one ``coro.send`` or ``coro.throw``, up to the task's next trap.
-- trap: what a task yields to its worker: ``YIELD`` (requeue me) or ``PARK``
-  (I put myself on a wait list; release ``_park_lock`` for me).
+- trap: what a task yields to its worker: ``YIELD`` (requeue me), or the
+  lock of the wait list it just joined (park me, then release this lock; a
+  tuple of locks for ``select``). That pair is "the park trap".
 - run queue: a worker's local ``deque`` of runnable tasks, plus its one-slot
   ``runnext`` for the task it just woke.
 - global queue: where tasks woken from outside any worker (thread pool,
@@ -51,9 +52,10 @@ The wait protocol (how a task blocks and is woken; numbered as used)
 ----------------------------------------------------------------------
 1. The task takes the lock of the object it waits on (a channel, a mutex,
    the timer heap), checks that it must wait, appends ``(task, seq)`` to the
-   object's wait list where ``seq`` is ``task._wait_seq``, sets
-   ``task._waiting_on`` to the object and ``task._park_lock`` to the lock.
-2. It yields ``PARK`` still holding the lock. The worker releases the lock
+   object's wait list where ``seq`` is ``task._wait_seq``, and sets
+   ``task._waiting_on`` to the object.
+2. It yields the lock itself (the park trap), still holding it. The worker
+   releases the lock
    after the coroutine has suspended, so no other worker can resume the task
    while its frame is still executing.
 3. A waker takes the same lock, pops an entry and checks ``seq`` against
@@ -98,9 +100,10 @@ TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
     from typing import Any
 
-# Traps a task yields to its worker. Identity-compared on the hot path.
+# The requeue trap a task yields to its worker (identity-compared). The park
+# trap is the lock to release (or a tuple of them), see "The wait protocol".
 YIELD = "curcor.yield"
-PARK = "curcor.park"
+_LockType = type(threading.Lock())
 
 # The value a task that yielded YIELD is resumed with (see ``YieldNow``).
 RESUME = "curcor.resume"
@@ -197,11 +200,11 @@ class Worker:
         # owner only; thieves popleft too. Each deque operation is atomic
         # (documented thread-safe, also on free-threaded builds), so no lock.
         self.local: deque[Task] = deque()
-        # Owner-only: runnext, current, free, streak and the counters.
+        # Owner-only: runnext, current, free and the counters. ``steps`` is
+        # written back by the loop every 64 steps and when it goes idle.
         self.runnext: Task | None = None
         self.current: Task | None = None
         self.free: list[Task] = []
-        self.streak = 0
         self.steps = 0
         self.steals = 0
         self.parks = 0
@@ -225,7 +228,7 @@ class Worker:
     def push_next(self, task: Task) -> None:
         """Owner only: make ``task`` run next (it was just woken here)."""
         task._state = RUNNABLE
-        if self.streak >= RUNNEXT_STREAK_MAX or self.rng is not None:
+        if self.rng is not None:
             self.local.append(task)
             return
         old = self.runnext
@@ -288,26 +291,36 @@ class Worker:
         popleft = local.popleft
         append = local.append
         sched = self.sched
+        streak = 0  # runnext hand-offs in a row
+        steps = self.steps  # written back every TICK_MASK + 1 steps
         while True:
             # Stage 1: pick a task: runnext, the local queue, the slow path.
+            # After RUNNEXT_STREAK_MAX hand-offs in a row, runnext waits its
+            # turn at the tail, so a ping-pong pair cannot starve the queue.
             task = self.runnext
-            if task is not None:
+            if task is not None and streak < RUNNEXT_STREAK_MAX:
                 self.runnext = None
-                self.streak += 1
+                streak += 1
             else:
-                self.streak = 0
+                if task is not None:
+                    self.runnext = None
+                    append(task)
+                streak = 0
                 try:
                     task = popleft()
                 except IndexError:
+                    self.steps = steps
                     task = self._find_task()
                     if task is None:
                         return True
-            steps = self.steps = self.steps + 1
-            if not steps & TICK_MASK and sched.has_outside_work():
-                self._tick(task)
-                if sched.stopping:
-                    return True  # tasks still queued are abandoned (grace over)
-                continue
+            steps += 1
+            if not steps & TICK_MASK:
+                self.steps = steps
+                if sched.has_outside_work():
+                    self._tick(task)
+                    if sched.stopping:
+                        return True  # tasks still queued are abandoned
+                    continue
 
             # Stage 2: step it.
             self.current = task
@@ -340,22 +353,19 @@ class Worker:
                     task._state = RUNNABLE
                     task._value = RESUME
                     append(task)
-                elif trap is PARK:
+                elif type(trap) is _LockType:
                     task._state = BLOCKED
-                    lock = task._park_lock
-                    if lock is not None:
-                        task._park_lock = None
-                        if type(lock) is tuple:
-                            for each in lock:
-                                each.release()
-                        else:
-                            lock.release()
+                    trap.release()
+                elif type(trap) is tuple:
+                    task._state = BLOCKED
+                    for lock in trap:
+                        lock.release()
                 else:
                     self._bad_trap(task, trap)
-            self.current = None
 
             # Stage 4: a context-less task wrote a context variable.
             if ctx is None and len(base):
+                self.steps = steps
                 if task is not None and task._ctx is None:
                     task._ctx = base
                 return False
@@ -448,6 +458,7 @@ class Worker:
 
     def _find_task(self) -> Task | None:
         """Owner only, local queue empty: find work, or park; None = stop."""
+        self.current = None  # hold no task while looking for work
         sched = self.sched
         while not sched.stopping:
             # Outside work: the global queue, signals, due timers.
@@ -757,7 +768,6 @@ __all__ = [
     "BLOCKED",
     "DONE",
     "FREE",
-    "PARK",
     "RUNNABLE",
     "RUNNING",
     "YIELD",

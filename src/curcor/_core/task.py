@@ -61,7 +61,6 @@ class Task:
         "_id",
         "_joiners",
         "_name",
-        "_park_lock",
         "_scope",
         "_state",
         "_value",
@@ -79,7 +78,6 @@ class Task:
         self._state = FREE
         self._waiting_on: Any = None  # the wait object that may wake it
         self._wait_seq = 0  # bumped by whoever ends a wait; stale entries skip
-        self._park_lock: Any = None  # released by the worker after the park
         self._cancel_pending = False
         self._joiners: list[tuple[Task, int]] | None = None
         self._name: str | None = None

@@ -11,7 +11,7 @@ import types
 from collections import deque
 
 from .errors import Cancelled, RuntimeMisuse
-from .scheduler import PARK, YIELD, Worker, _tls
+from .scheduler import YIELD, Worker, _tls
 from .task import Task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
@@ -59,8 +59,7 @@ def park(task: Task, obj: Any, lock: Any) -> Any:
         else:
             lock.release()
         raise Cancelled()
-    task._park_lock = lock
-    return (yield PARK)
+    return (yield lock)
 
 
 @types.coroutine
@@ -68,8 +67,7 @@ def park_unabortable(task: Task, obj: Any, lock: Any) -> Any:
     """``park`` for waits that must finish even when cancelled (a TaskGroup
     waiting for its children); ``obj._abort`` always refuses."""
     task._waiting_on = obj
-    task._park_lock = lock
-    return (yield PARK)
+    return (yield lock)
 
 
 class WaitQueue(deque):
@@ -77,7 +75,8 @@ class WaitQueue(deque):
 
     Entries go stale when their wait ends some other way; ``push`` compacts
     the queue when it has grown to twice its last live size, so stale
-    entries cost amortised O(1).
+    entries cost amortised O(1). Hot paths test ``len(q) > 16`` first, which
+    is cheaper than reading ``limit`` (never below 16).
     """
 
     limit = 16
