@@ -274,9 +274,10 @@ class Channel:
                 peer._exc = None
                 w.push_next(peer)
                 return (entry[2], True) if mode == _RECV_OK else entry[2]
-        value = self._take()
-        if value is not _NOTHING:
-            return _received(value, mode)
+        if self._buf or sendq or self._closed:
+            value = self._take()
+            if value is not _NOTHING:
+                return _received(value, mode)
 
         # Wait for a sender (protocol steps 1-2, inlined from traps.park).
         recvq = self._recvq
@@ -289,7 +290,10 @@ class Channel:
             task._waiting_on = None
             lock.release()
             raise Cancelled()
-        return _received((yield lock), mode)  # park; see send()
+        value = yield lock  # park; see send()
+        if value is _CLOSED:
+            return _received(value, mode)
+        return (value, True) if mode == _RECV_OK else value
 
     def try_recv(self) -> tuple[Any, bool]:
         """Receive without waiting: ``(value, True)``, or ``(None, False)`` once
