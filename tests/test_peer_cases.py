@@ -581,11 +581,6 @@ async def test_timer_stopped_then_reset_fires_exactly_once():
         t.c.try_recv()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: Timer.reset() after an unreceived fire leaves the stale "
-    "tick in t.c and drops the new one (Go 1.23 semantics, golang/go#37196)",
-)
 async def test_timer_reset_after_unreceived_fire_gives_no_stale_value():
     """golang/go#37196 (time: make Timer/Ticker channels not receivable with
     old values after Stop or Reset returns), accepted and shipped in Go 1.23."""
@@ -597,11 +592,6 @@ async def test_timer_reset_after_unreceived_fire_gives_no_stale_value():
     assert curcor.now() == pytest.approx(7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: Timer.stop() after an unreceived fire leaves the stale "
-    "tick receivable (Go 1.23 semantics, golang/go#37196)",
-)
 async def test_timer_stop_after_unreceived_fire_leaves_nothing_to_receive():
     """golang/go#37196: after Stop returns, no stale value can be received."""
     t = curcor.Timer(1)
@@ -628,11 +618,6 @@ async def test_ticker_drops_ticks_for_a_slow_reader_and_keeps_its_grid():
 # -- Cancel scopes and timeouts (trio semantics) ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug (trio semantics): an inner scope swallows Cancelled even "
-    "though an enclosing scope is cancelled too; code between the scopes runs",
-)
 async def test_cancel_of_the_outer_scope_during_inner_unwinding_reaches_the_outer():
     """anyio#698 (Different cancel scope behaviour on asyncio vs Trio; fixed to
     match trio in anyio#774) and trio#860: the inner scope is cancelled; while
@@ -651,11 +636,6 @@ async def test_cancel_of_the_outer_scope_during_inner_unwinding_reaches_the_oute
     assert reached == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug (trio semantics): with two nested cancelled scopes the "
-    "inner one catches Cancelled; trio lets the outermost cancelled scope catch it",
-)
 async def test_two_cancelled_nested_scopes_the_outermost_catches():
     """trio#3291 (its second reproduction: inner and outer CancelScope both
     cancelled; the Cancelled reaches the code outside the inner block) and
@@ -733,11 +713,6 @@ async def test_fail_after_cancelled_by_hand_is_cancelled_not_a_timeout():
     assert curcor.now() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug?: timeout()/move_on_after() fix the deadline when created, "
-    "not when entered (trio changed this in #3010 for trio#2512)",
-)
 async def test_timeout_deadline_counts_from_entering_the_scope():
     """trio#2512 / anyio#514 (fail_after deadline is set on initialization not
     context entry); fixed in trio by computing it on entry."""
@@ -1291,11 +1266,6 @@ async def test_channel_values_survive_cancelled_receivers_under_parallel_workers
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a start() child hangs below the group's scope from the "
-    "first step, so cancelling its starter before started() does not cancel it",
-)
 async def test_start_child_is_cancelled_with_its_starter_before_started():
     """trio#1431 ("when a task is in nursery.start and hasn't yet called
     task_status.started(), it's still in the original task's cancel scope")

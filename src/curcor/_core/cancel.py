@@ -58,6 +58,7 @@ class CancelScope:
         "_handle",
         "_parent",
         "_raise_timeout",
+        "_relative",
         "_root",
         "_sched",
         "_shield",
@@ -77,6 +78,7 @@ class CancelScope:
         self._handle: Any = None
         self._root = False
         self._raise_timeout: float | None = None
+        self._relative: float | None = None  # seconds after entry (timeout())
         self._timed_out = False
         self.cancelled_caught = False
 
@@ -89,6 +91,9 @@ class CancelScope:
                 "this CancelScope was already entered; create a new one per "
                 "`with` block"
             )
+        if self._relative is not None:
+            # timeout()/move_on_after(): the clock starts at entry.
+            self._deadline = sched.clock.now() + self._relative
         with sched.cancel_lock:
             self._sched = sched
             self._task = task
@@ -114,7 +119,10 @@ class CancelScope:
             task._scope = self._parent
             self._detach()
             recompute(task)
-        if isinstance(exc, Cancelled) and self._cancel_called:
+            outer_cancelled = task._cancel_pending
+        # Cancelled belongs to the outermost cancelled scope: while an
+        # enclosing scope is cancelled too, let it travel on to that one.
+        if isinstance(exc, Cancelled) and self._cancel_called and not outer_cancelled:
             self.cancelled_caught = True
             if self._raise_timeout is not None and self._timed_out:
                 raise TimeoutError(
@@ -141,11 +149,20 @@ class CancelScope:
 
     @property
     def deadline(self) -> float:
-        """The time on ``curcor.now()``'s clock at which the scope cancels."""
+        """The time on ``curcor.now()``'s clock at which the scope cancels.
+
+        For ``timeout(s)`` and ``move_on_after(s)`` the clock starts when the
+        block is entered; before that this reads ``now() + s``.
+        """
+        if self._relative is not None and self._task is None:
+            from .runtime import now
+
+            return now() + self._relative
         return self._deadline
 
     @deadline.setter
     def deadline(self, value: float) -> None:
+        self._relative = None
         self._deadline = float(value)
         if self._handle is not None:
             self._handle.cancel()
@@ -213,7 +230,8 @@ def timeout(seconds: float) -> CancelScope:
     Raises:
         TimeoutError: at the end of the block, when the deadline cancelled it.
     """
-    scope = CancelScope(deadline=_deadline_after(seconds))
+    scope = CancelScope()
+    scope._relative = _seconds_ok(seconds)
     scope._raise_timeout = float(seconds)
     return scope
 
@@ -222,21 +240,20 @@ def move_on_after(seconds: float) -> CancelScope:
     """A scope that cancels its block after ``seconds`` and carries on quietly.
 
     Check ``scope.cancelled_caught`` afterwards to know whether it timed out.
+    The clock starts when the block is entered.
     """
-    return CancelScope(deadline=_deadline_after(seconds))
+    scope = CancelScope()
+    scope._relative = _seconds_ok(seconds)
+    return scope
 
 
-def _deadline_after(seconds: float) -> float:
-    if not isinstance(seconds, int | float) or seconds != seconds:
+def _seconds_ok(seconds: float) -> float:
+    """Validate a relative timeout; negative means "already expired"."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise TypeError(f"seconds must be a number, not {seconds!r}")
-    w = current_worker()
-    now = w.sched.clock.now() if w is not None else 0.0
-    if w is None:
-        raise RuntimeMisuse(
-            "timeout()/move_on_after() need a running curcor task; use them "
-            "inside a coroutine run by curcor.run()"
-        )
-    return now + max(0.0, float(seconds))
+    if seconds != seconds:
+        raise ValueError("seconds must be a number, not NaN")
+    return max(0.0, float(seconds))
 
 
 # -- the tree walk ------------------------------------------------------------

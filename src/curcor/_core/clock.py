@@ -10,7 +10,7 @@ import math
 import types
 
 from .chan import Channel
-from .errors import Cancelled, RuntimeMisuse
+from .errors import Cancelled, RuntimeMisuse, WouldBlock
 from .scheduler import YIELD, YIELD_NOW
 from .traps import park, worker_and_task
 
@@ -99,12 +99,18 @@ class Timer:
         self.c.try_send(self._sched.clock.now())
 
     def stop(self) -> bool:
-        """Stop the timer; True if it had not fired yet."""
+        """Stop the timer; True if it had not fired, or fired unreceived.
+
+        As in Go 1.23, no stale time can be received from ``c`` after
+        ``stop`` or ``reset`` returns: a tick nobody took is withdrawn.
+        """
         handle, self._handle = self._handle, None
-        return bool(handle is not None and handle.cancel())
+        pending = bool(handle is not None and handle.cancel())
+        return _drain(self.c) or pending
 
     def reset(self, seconds: float) -> bool:
-        """Re-arm to fire ``seconds`` from now; True if it was still pending."""
+        """Re-arm to fire ``seconds`` from now; True if it was still pending
+        (or had fired unreceived)."""
         seconds = _seconds(seconds, "Timer.reset()")
         was = self.stop()
         sched = self._sched
@@ -112,6 +118,15 @@ class Timer:
             sched.clock.now() + max(0.0, seconds), self._fire
         )
         return was
+
+
+def _drain(ch: Channel) -> bool:
+    """Withdraw a value waiting in a timer's one-slot channel; True if any."""
+    try:
+        ch.try_recv()
+    except WouldBlock:
+        return False
+    return True
 
 
 class Ticker:
@@ -146,10 +161,11 @@ class Ticker:
         self._handle = self._sched.timers.call_at(self._next, self._tick)
 
     def stop(self) -> None:
-        """Stop ticking; a tick already in the channel stays there."""
+        """Stop ticking; a tick nobody received is withdrawn (Go 1.23)."""
         self._stopped = True
         if self._handle is not None:
             self._handle.cancel()
+        _drain(self.c)
 
     def reset(self, period: float) -> None:
         """Tick every ``period`` seconds from now on."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from .cancel import CancelScope, root_scope_for
+from .cancel import CancelScope, _propagate, effective, root_scope_for
 from .errors import Cancelled, RuntimeMisuse
 from .task import Task
 from .traps import park, park_unabortable, worker_and_task
@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 class _Status:
     """What ``TaskGroup.start`` hands its child as ``task_status``."""
 
-    __slots__ = ("_group", "_task", "failure", "started_flag", "value")
+    __slots__ = ("_group", "_root", "_task", "failure", "started_flag", "value")
 
     def __init__(self, group: TaskGroup) -> None:
         self._group = group
         self._task: Task | None = None
+        self._root: Any = None  # the child's root scope, moved on started()
         self.started_flag = False
         self.value: Any = None
         self.failure: BaseException | None = None
@@ -38,6 +39,7 @@ class _Status:
             raise RuntimeMisuse("task_status.started() was already called")
         self.value = value
         self.started_flag = True
+        self._group._adopt(self)
         self._group._status_changed(self)
 
 
@@ -85,7 +87,11 @@ class TaskGroup:
         Raises:
             RuntimeMisuse: the group has already finished.
         """
-        from .runtime import _check_coroutine, running_runtime
+        return self._spawn(coro, name, self._scope)
+
+    def _spawn(self, coro: Any, name: str | None, parent_scope: Any) -> Task:
+        """A child of the group whose root scope hangs below ``parent_scope``."""
+        from .runtime import _check_coroutine
 
         if self._closed or not self._entered:
             if hasattr(coro, "close"):
@@ -96,19 +102,17 @@ class TaskGroup:
             )
         _check_coroutine(coro, "TaskGroup.go()")
         w, _parent = worker_and_task("TaskGroup.go()")
-        rt = running_runtime()
-        assert rt is not None
+        sched = w.sched
         with self._lock:
             self._count += 1
-        task = rt.spawn(w, coro, name)
-        task._group = self
-        sched = w.sched
-        with sched.cancel_lock:
-            task._scope = root_scope_for(task, self._scope)
-            from .cancel import effective
 
-            task._cancel_pending = effective(task)
-        return task
+        def prepare(task: Task) -> None:
+            task._group = self
+            with sched.cancel_lock:
+                task._scope = root_scope_for(task, parent_scope)
+                task._cancel_pending = effective(task)
+
+        return w.spawn(coro, name, prepare)
 
     async def start(self, fn: Any, *args: Any, name: str | None = None) -> Any:
         """Start ``fn(*args, task_status=...)`` and wait until it calls
@@ -123,8 +127,11 @@ class TaskGroup:
         coro = fn(*args, task_status=status)
         with self._lock:
             self._starting[id(coro)] = status
-        task = self.go(coro, name)
+        # Until it reports ready, the child lives under the starter's scope:
+        # cancelling the starter cancels it (trio#1431). started() moves it.
+        task = self._spawn(coro, name, me._scope)
         status._task = task
+        status._root = task._scope
         self._lock.acquire()
         if status.started_flag or status.failure is not None:
             self._lock.release()
@@ -136,6 +143,20 @@ class TaskGroup:
         if isinstance(outcome, BaseException):
             raise outcome
         return status.value
+
+    def _adopt(self, status: _Status) -> None:
+        """A started child moves from its starter's scope to the group's."""
+        root = status._root
+        if root is None:
+            return
+        from .runtime import running_scheduler
+
+        sched = running_scheduler()
+        assert sched is not None
+        with sched.cancel_lock:
+            root._detach()
+            root._attach(self._scope)
+            _propagate(sched, root)
 
     def _status_changed(self, status: _Status, exc: Any = None) -> None:
         """The child reported ready, or ended first: wake its starter."""

@@ -238,8 +238,12 @@ class Worker:
         if self.sched.spread and self.sched.idle:
             self.sched.wake_for_steal()
 
-    def spawn(self, coro: Any, name: str | None) -> Task:
-        """Owner only: a new runnable task for ``coro`` on this run queue."""
+    def spawn(self, coro: Any, name: str | None, prepare: Any = None) -> Task:
+        """Owner only: a new runnable task for ``coro`` on this run queue.
+
+        ``prepare(task)``, if given, runs before the task is queued (a task
+        group attaches its scope there, before any worker can run it).
+        """
         free = self.free
         task = free.pop() if free else Task()
         task.coro = coro
@@ -257,6 +261,8 @@ class Worker:
             task._ctx = parent._ctx.copy()
         elif len(self.base):
             task._ctx = self.base.copy()
+        if prepare is not None:
+            prepare(task)
         self.spawned += 1
         self.all_add(task)
         task._state = RUNNABLE

@@ -105,12 +105,19 @@ class ThreadPool:
                     task._waiting_on = None
                 else:
                     task = None  # the wait ended already (cancelled)
+        # Count the call finished and queue its task in one step under the
+        # scheduler lock, so neither stats nor the deadlock check sees the
+        # call gone before its task is runnable.
         sched = self.sched
-        if task is not None:
-            sched.ready(task, value, exc)
         with sched.lock:
             sched.thread_work -= 1
-            if sched.thread_work == 0 and task is None:
+            if task is not None:
+                task._value = value
+                task._exc = exc
+                task._state = RUNNABLE
+                sched.gq.append(task)
+                sched.wake_one()
+            elif sched.thread_work == 0:
                 sched.wake_one()  # a worker re-checks for deadlock
 
     def shutdown(self) -> None:
