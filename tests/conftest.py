@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def no_leaked_threads():

@@ -10,8 +10,6 @@ import pytest
 import curcor
 from curcor.testing import wait_all_tasks_blocked
 
-pytest_plugins = ["pytester"]
-
 # -- async fixtures -------------------------------------------------------------
 
 EVENTS: list[str] = []

@@ -132,6 +132,11 @@ class Channel:
     def __len__(self) -> int:
         return len(self._buf)
 
+    def __bool__(self) -> bool:
+        # A channel is a thing, not a container: an empty one is still true
+        # (`if ch:` and `a or b` must not depend on what is buffered).
+        return True
+
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
         return f"<curcor.Channel {len(self._buf)}/{self.cap}{state}>"

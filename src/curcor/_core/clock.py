@@ -7,6 +7,7 @@ fake clock drives.
 from __future__ import annotations
 
 import math
+import threading
 import types
 
 from .chan import Channel
@@ -133,59 +134,85 @@ class Ticker:
     """Go's ``time.Ticker``: ``t.c`` receives the time every ``period`` seconds.
 
     Ticks that nobody receives are dropped (the channel holds one), so a slow
-    reader never builds a backlog. ``async for when in ticker`` reads ticks;
-    ``stop()`` ends them.
+    reader never builds a backlog. ``async for when in ticker`` reads ticks
+    and ends when ``stop()`` is called, from any task; ``t.c`` itself stays
+    open after ``stop()``, as in Go.
     """
 
     def __init__(self, period: float) -> None:
-        period = _seconds(period, "curcor.Ticker()")
-        if period <= 0:
-            raise ValueError(f"Ticker period must be > 0 seconds, not {period!r}")
+        period = _period(period, "curcor.Ticker()")
         w, _ = worker_and_task("curcor.Ticker()")
         self._sched = w.sched
-        self.period = period
         self.c = Channel(1)
-        self._next = self._sched.clock.now() + period
-        self._stopped = False
-        self._handle = self._sched.timers.call_at(self._next, self._tick)
+        # Lock rule: period, _next, _stopped, _handle and _stop_ch are
+        # guarded by _lock (stop() and a firing tick may run on two workers).
+        self._lock = threading.Lock()
+        self._stopped = True
+        self._handle: Any = None
+        self._stop_ch = Channel(0)
+        self._start(period)
+
+    def _start(self, period: float) -> None:
+        with self._lock:
+            self.period = period
+            self._stopped = False
+            if self._stop_ch.closed:
+                self._stop_ch = Channel(0)
+            self._next = self._sched.clock.now() + period
+            self._handle = self._sched.timers.call_at(self._next, self._tick)
 
     def _tick(self) -> None:
-        if self._stopped:
-            return
         now = self._sched.clock.now()
+        with self._lock:
+            if self._stopped:
+                return
+            # Next tick on the original grid, skipping ticks that were missed.
+            missed = math.ceil((now - self._next) / self.period)
+            self._next += self.period * max(1, missed)
+            if self._next <= now:
+                self._next += self.period
+            self._handle = self._sched.timers.call_at(self._next, self._tick)
         self.c.try_send(now)
-        # Next tick on the original grid, skipping ticks that were missed.
-        self._next += self.period * max(1, math.ceil((now - self._next) / self.period))
-        if self._next <= now:
-            self._next += self.period
-        self._handle = self._sched.timers.call_at(self._next, self._tick)
 
     def stop(self) -> None:
-        """Stop ticking; a tick nobody received is withdrawn (Go 1.23)."""
-        self._stopped = True
-        if self._handle is not None:
-            self._handle.cancel()
+        """Stop ticking and end ``async for`` loops over the ticker; a tick
+        nobody received is withdrawn (Go 1.23)."""
+        with self._lock:
+            self._stopped = True
+            handle, self._handle = self._handle, None
+            stop_ch = self._stop_ch
+        if handle is not None:
+            handle.cancel()
         _drain(self.c)
+        if not stop_ch.closed:
+            stop_ch._close()
 
     def reset(self, period: float) -> None:
         """Tick every ``period`` seconds from now on."""
-        period = _seconds(period, "Ticker.reset()")
-        if period <= 0:
-            raise ValueError(f"Ticker period must be > 0 seconds, not {period!r}")
+        period = _period(period, "Ticker.reset()")
         self.stop()
-        self._stopped = False
-        self.period = period
-        self._next = self._sched.clock.now() + period
-        self._handle = self._sched.timers.call_at(self._next, self._tick)
+        self._start(period)
 
     def __aiter__(self) -> Ticker:
         return self
 
     async def __anext__(self) -> float:
-        if self._stopped and not len(self.c):
+        from .chan import recv, select
+
+        stop_ch = self._stop_ch
+        if stop_ch.closed:
             raise StopAsyncIteration
-        value: float = await self.c.recv()
+        index, (value, _ok) = await select(recv(self.c), recv(stop_ch))
+        if index == 1:
+            raise StopAsyncIteration
         return value
+
+
+def _period(period: float, what: str) -> float:
+    period = _seconds(period, what)
+    if period <= 0:
+        raise ValueError(f"Ticker period must be > 0 seconds, not {period!r}")
+    return period
 
 
 __all__ = ["RuntimeMisuse", "Ticker", "Timer", "after", "sleep"]

@@ -31,6 +31,10 @@ class Context:
 
     Make one with ``curcor.background()``, then derive children:
     ``ctx.with_cancel()``, ``ctx.with_timeout(s)``, ``ctx.with_value(k, v)``.
+    A value context takes its cancellation from its nearest cancellable
+    ancestor; a cancellable one registers with that ancestor only until it
+    is cancelled, so contexts made per request do not pile up under a
+    long-lived parent.
     """
 
     def __init__(
@@ -53,12 +57,16 @@ class Context:
         inherited = parent.deadline() if parent is not None else math.inf
         self._deadline = min(deadline, inherited)
         self._err: Exception | None = None
-        self._children: list[Context] = []
-        self._scopes: list[CancelScope] = []
+        self._children: dict[int, Context] = {}
+        self._scopes: dict[int, CancelScope] = {}
         self._done: Channel | None = None
         self._timer: Any = None
-        if parent is not None:
-            parent._adopt(self)
+        # The context whose cancellation this one follows (None: never).
+        up = parent._owner if parent is not None else None
+        self._owner: Context | None = self if cancellable else up
+        self._up = up  # the cancellable ancestor a cancellable one hangs on
+        if cancellable and up is not None:
+            up._adopt(self)
 
     # -- deriving -------------------------------------------------------------
 
@@ -88,7 +96,7 @@ class Context:
         with self._lock:
             err = self._err
             if err is None:
-                self._children.append(child)
+                self._children[id(child)] = child
         if err is not None:
             child._cancel(err)
 
@@ -128,16 +136,19 @@ class Context:
 
     def err(self) -> Exception | None:
         """None while live; ``ContextCancelled`` or ``DeadlineExceeded`` after."""
-        return self._err
+        owner = self._owner
+        return owner._err if owner is not None else None
 
     def done(self) -> Channel:
-        """A channel that is closed when the context is cancelled."""
-        with self._lock:
-            if self._done is None:
-                self._done = Channel(0)
-                if self._err is not None:
-                    self._done._closed = True
-            return self._done
+        """A channel that is closed when the context is cancelled (never, for
+        a context without a cancellable ancestor)."""
+        owner = self._owner if self._owner is not None else self
+        with owner._lock:
+            if owner._done is None:
+                owner._done = Channel(0)
+                if owner._err is not None:
+                    owner._done._closed = True
+            return owner._done
 
     # -- cancelling -----------------------------------------------------------
 
@@ -159,16 +170,20 @@ class Context:
             if self._err is not None:
                 return
             self._err = err
-            children, self._children = self._children, []
-            scopes, self._scopes = self._scopes, []
+            children, self._children = self._children, {}
+            scopes, self._scopes = self._scopes, {}
             done = self._done
+        up = self._up
+        if up is not None:
+            with up._lock:
+                up._children.pop(id(self), None)
         if self._timer is not None:
             self._timer.cancel()
         if done is not None and not done._closed:
             done._close()
-        for scope in scopes:
+        for scope in scopes.values():
             scope.cancel()
-        for child in children:
+        for child in children.values():
             child._cancel(err)
 
     def scope(self) -> CancelScope:
@@ -176,17 +191,38 @@ class Context:
 
         Its deadline is the context's deadline.
         """
-        scope = CancelScope(deadline=self._deadline)
-        with self._lock:
-            if self._err is None:
-                self._scopes.append(scope)
+        owner = self._owner
+        scope = _ContextScope(owner, deadline=self._deadline)
+        if owner is None:
+            return scope
+        with owner._lock:
+            if owner._err is None:
+                owner._scopes[id(scope)] = scope
                 return scope
         scope.cancel()
         return scope
 
     def __repr__(self) -> str:
-        state = "live" if self._err is None else type(self._err).__name__
+        err = self.err()
+        state = "live" if err is None else type(err).__name__
         return f"<curcor.Context {state}>"
+
+
+class _ContextScope(CancelScope):
+    """The scope ``Context.scope()`` returns; it unregisters when it exits."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: Context | None, *, deadline: float) -> None:
+        super().__init__(deadline=deadline)
+        self._ctx = ctx
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        ctx = self._ctx
+        if ctx is not None:
+            with ctx._lock:
+                ctx._scopes.pop(id(self), None)
+        return super().__exit__(exc_type, exc, tb)
 
 
 _BACKGROUND = Context()

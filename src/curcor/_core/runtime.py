@@ -119,6 +119,7 @@ class Runtime:
         self.gc_pause_max = 0.0
         self._gc_started = 0.0
         self._sigints = 0
+        self._sigterms = 0
         self._old_handlers: dict[int, Any] = {}
         self._old_wakeup_fd = -1
 
@@ -212,7 +213,8 @@ class Runtime:
             if woken:
                 return True
 
-        # 2. A pending timer will wake someone; a fake clock jumps to it.
+        # 2. A pending timer will wake someone; a fake clock jumps to it (as
+        # trio's autojump does, even while a thread call is still running).
         deadline = sched.timers.next_deadline()
         if deadline is not None:
             if sched.clock.autojump:
@@ -285,6 +287,11 @@ class Runtime:
             if self._sigints >= 2:
                 os.write(2, b"curcor: second interrupt; exiting now\n")
                 os._exit(130)
+        elif signum == signal.SIGTERM:
+            self._sigterms += 1
+            if self._sigterms >= 2:
+                os.write(2, b"curcor: second SIGTERM; exiting now\n")
+                os._exit(143)
         self.sched.sigq.append(signum)
         self.sched.poller.wakeup()
 
@@ -303,8 +310,13 @@ class Runtime:
                 return
             if signum == signal.SIGINT:
                 self.interrupted = True
-            else:
+            elif not self.terminated:
+                # Graceful: everything gets shutdown_grace seconds from now.
                 self.terminated = True
+                grace = float(getattr(self.config, "shutdown_grace", 5.0))
+                self.sched.timers.call_at(
+                    self.sched.clock.now() + grace, self._grace_over
+                )
             main = self.sched.main
             if main is not None:
                 _cancel_in(self.sched, main)
@@ -496,6 +508,8 @@ def _outcome(rt: Runtime, main: Task) -> Any:
     sched = rt.sched
     if rt.interrupted:
         raise KeyboardInterrupt
+    if rt.terminated and main._state != DONE:
+        raise Terminated("stopped by SIGTERM; the grace period ran out")
     if sched.deadlock is not None:
         raise DeadlockError(sched.deadlock)
     if rt.crash is not None:

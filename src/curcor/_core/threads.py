@@ -149,8 +149,9 @@ def _pool(sched: Any) -> ThreadPool:
 async def to_thread(fn: Any, *args: Any) -> Any:
     """Run the blocking ``fn(*args)`` on the runtime's thread pool; await it.
 
-    The pool holds at most ``to_thread_max`` threads. When the awaiting task
-    is cancelled, control returns at once and the call's eventual result is
+    The pool holds at most ``to_thread_max`` threads. The call runs in a
+    copy of the task's context variables. When the awaiting task is
+    cancelled, control returns at once and the call's eventual result is
     dropped.
 
     Raises:
@@ -165,6 +166,12 @@ async def to_thread(fn: Any, *args: Any) -> Any:
     if task._cancel_pending:
         raise Cancelled()
     pool = _pool(w.sched)
+    if task._ctx is not None or len(w.base):
+        # The call sees the task's context variables, as asyncio.to_thread.
+        import contextvars
+
+        args = (fn, *args)
+        fn = contextvars.copy_context().run
     job = _Job(fn, args, task)
     job._lock.acquire()
     pool.submit(job)

@@ -11,7 +11,7 @@ import types
 from collections import deque
 
 from .errors import Cancelled, RuntimeMisuse
-from .scheduler import YIELD, Worker, _tls
+from .scheduler import YIELD_NOW, Worker, _tls
 from .task import Task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
@@ -35,10 +35,18 @@ def worker_and_task(what: str) -> tuple[Worker, Task]:
     return w, task
 
 
-@types.coroutine
 def yield_now() -> Any:
-    """Let other tasks run; the task is requeued at the tail."""
-    yield YIELD
+    """Let other tasks run; the task is requeued at the tail.
+
+    The same as ``await curcor.sleep(0)``.
+
+    Raises:
+        Cancelled: an enclosing scope was cancelled.
+    """
+    task = worker_and_task("curcor.yield_now()")[1]
+    if task._cancel_pending:
+        raise Cancelled()
+    return YIELD_NOW
 
 
 @types.coroutine

@@ -85,7 +85,7 @@ def pytest_pyfunc_call(pyfuncitem: Any) -> Any:
     from curcor.testing import FakeClock
 
     marker = pyfuncitem.get_closest_marker("curcor")
-    opts = dict(marker.kwargs) if marker is not None else {}
+    opts = _marker_options(marker)
     clock = None if opts.get("clock", "fake") == "real" else FakeClock()
     seed = opts.get("seed", pyfuncitem.config.getoption("--curcor-seed"))
     overrides = {}
@@ -96,6 +96,38 @@ def pytest_pyfunc_call(pyfuncitem: Any) -> Any:
     kwargs = {name: pyfuncitem.funcargs[name] for name in argnames}
     curcor.run(_run_test(func, kwargs), config=config, clock=clock, seed=seed)
     return True
+
+
+_MARKER_KEYS = {"clock", "maxprocs", "seed"}
+
+
+def _marker_options(marker: Any) -> dict[str, Any]:
+    """The ``@pytest.mark.curcor(...)`` options, checked."""
+    if marker is None:
+        return {}
+    opts = dict(marker.kwargs)
+    if marker.args:
+        raise pytest.UsageError(
+            "@pytest.mark.curcor takes keywords only, e.g. "
+            "@pytest.mark.curcor(clock='real', maxprocs=2, seed=7)"
+        )
+    unknown = set(opts) - _MARKER_KEYS
+    if unknown:
+        raise pytest.UsageError(
+            f"@pytest.mark.curcor got unknown option(s) {sorted(unknown)}; "
+            f"known: {sorted(_MARKER_KEYS)}"
+        )
+    if opts.get("clock", "fake") not in ("fake", "real"):
+        raise pytest.UsageError(
+            f"@pytest.mark.curcor(clock={opts['clock']!r}): use 'fake' or 'real'"
+        )
+    for key in ("maxprocs", "seed"):
+        value = opts.get(key)
+        if value is not None and (type(value) is not int or value < 0):
+            raise pytest.UsageError(
+                f"@pytest.mark.curcor({key}={value!r}): use a whole number"
+            )
+    return opts
 
 
 async def _run_test(func: Any, kwargs: dict[str, Any]) -> None:

@@ -1,0 +1,133 @@
+"""Regression tests for bugs found while documenting and reviewing the API."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import curcor
+
+
+async def test_a_loop_whose_only_await_is_yield_now_can_be_cancelled():
+    turns = 0
+    with curcor.move_on_after(1) as scope:
+        while True:
+            await curcor.yield_now()
+            turns += 1
+            if turns == 1000:
+                scope.cancel()
+    assert scope.cancelled_caught
+    assert turns == 1000
+
+
+async def test_contexts_made_per_request_do_not_pile_up_under_their_parent():
+    parent = curcor.background().with_cancel()
+    for _ in range(1000):
+        child = parent.with_value("request", 1).with_timeout(5)
+        child.cancel()
+    for _ in range(1000):
+        curcor.background().with_timeout(5).cancel()
+    assert parent._children == {}
+    assert curcor.background()._children == {}
+    parent.cancel()
+
+
+async def test_value_context_follows_its_cancellable_ancestor():
+    parent = curcor.background().with_cancel()
+    child = parent.with_value("k", "v")
+    assert child.err() is None
+    parent.cancel()
+    assert isinstance(child.err(), curcor.ContextCancelled)
+    assert await child.done().recv_ok() == (None, False)
+    assert child.value("k") == "v"
+
+
+async def test_stopping_a_ticker_ends_an_async_for_waiting_in_another_task():
+    ticker = curcor.Ticker(10)
+    seen = []
+
+    async def reader():
+        async for when in ticker:
+            seen.append(when)
+
+    t = curcor.go(reader())
+    await curcor.sleep(25)
+    ticker.stop()
+    await t.join()
+    assert seen == [10, 20]
+
+
+async def test_to_thread_runs_the_call_with_the_tasks_context_variables():
+    var = contextvars.ContextVar("var", default="unset")
+    var.set("from the task")
+    assert await curcor.to_thread(var.get) == "from the task"
+
+
+async def test_an_empty_channel_is_still_true():
+    ch = curcor.Channel(3)
+    assert ch and len(ch) == 0
+    assert (None or ch) is ch
+
+
+async def test_go_accepts_a_sleep_zero_awaitable():
+    t = curcor.go(curcor.sleep(0))
+    await t.join()
+    assert t.done()
+
+
+def test_marker_with_an_unknown_clock_is_a_usage_error(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.curcor(clock="reel")
+        async def test_x():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*clock='reel'*use 'fake' or 'real'*"])
+    assert result.ret != 0
+
+
+def test_sigterm_bounds_the_main_tasks_cleanup_by_the_grace_period(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import curcor, sys
+            async def main():
+                try:
+                    print("ready", flush=True)
+                    await curcor.sleep(1000)
+                finally:
+                    with curcor.CancelScope(shield=True):
+                        await curcor.sleep(1000)
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CURCOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curcor", "run", "--shutdown-grace", "0.5", str(app)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        assert time.monotonic() - started < 15  # bounded, not 1000 s
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
