@@ -15,7 +15,7 @@ from collections import deque
 from .errors import Cancelled, ChannelClosed, RuntimeMisuse, WouldBlock
 from .scheduler import _tls
 from .task import Task
-from .traps import WaitQueue, park, worker_and_task
+from .traps import Waitable, WaitQueue, end_wait, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _wake(entry: tuple[Any, ...], value: Any, closed: bool = False) -> None:
     sched.ready(task, value)
 
 
-class Channel:
+class Channel(Waitable):
     """A Go channel: ``Channel(n=0)``; 0 is unbuffered (a rendezvous).
 
     ``await ch.send(v)``, ``v = await ch.recv()``, ``v, ok = await
@@ -180,7 +180,8 @@ class Channel:
         if (recvq or self._closed or len(self._buf) < self.cap) and self._offer(value):
             return None
 
-        # Wait for a receiver (protocol steps 1-2, inlined from traps.park).
+        # Wait for a receiver (protocol steps 1-2, inlined from traps.park:
+        # this path and its twin in _recv stay inline, the hot path rule).
         sendq = self._sendq
         sendq.append((task, task._wait_seq, value, -1, True))
         if len(sendq) > 16 and len(sendq) > sendq.limit:
@@ -387,15 +388,6 @@ class Channel:
         """True once ``close()`` was called (values may still be buffered)."""
         return self._closed
 
-    def _abort(self, task: Task) -> bool:
-        """End a plain wait early (cancellation); True if it was waiting."""
-        with self._lock:
-            if task._waiting_on is not self:
-                return False
-            task._wait_seq += 1
-            task._waiting_on = None
-            return True
-
 
 _NOTHING: Any = object()
 
@@ -432,11 +424,7 @@ class _SelectWait:
 
     def _abort(self, task: Task) -> bool:
         with _stripe(task):
-            if task._waiting_on is not self:
-                return False
-            task._wait_seq += 1
-            task._waiting_on = None
-            return True
+            return end_wait(task, self)
 
 
 SELECT = _SelectWait()
@@ -573,21 +561,15 @@ def _finish_case(done: tuple[Any, ...]) -> tuple[int, Any]:
     return (i, value)
 
 
-class _Forever:
+class _Forever(Waitable):
     """A wait nothing ends but cancellation (``select()`` with no cases)."""
+
+    __slots__ = ("_lock",)
 
     def __init__(self) -> None:
         import threading
 
         self._lock = threading.Lock()
-
-    def _abort(self, task: Task) -> bool:
-        with self._lock:
-            if task._waiting_on is not self:
-                return False
-            task._wait_seq += 1
-            task._waiting_on = None
-            return True
 
 
 async def _block_forever(task: Task) -> Any:

@@ -26,7 +26,7 @@ from .errors import (
 from .scheduler import Scheduler, Worker, _tls, current_worker
 from .task import DONE, FREE, RUNNABLE, Task, describe_stack
 from .timers import Clock
-from .traps import park, worker_and_task
+from .traps import end_wait, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -634,11 +634,7 @@ def _abort_join(task: Task, waiter: Task) -> bool:
     if rt is None:
         return False
     with rt.sched.stripe(task):
-        if waiter._waiting_on is not task:
-            return False
-        waiter._wait_seq += 1
-        waiter._waiting_on = None
-        return True
+        return end_wait(waiter, task)
 
 
 Task._abort = _abort_join  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ import threading
 
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import _tls
-from .traps import Waitable, WaitQueue, claim, park, worker_and_task
+from .traps import Waitable, WaitQueue, claim, end_wait, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -381,10 +381,8 @@ class RWMutex(Waitable):
     def _abort(self, task: Any) -> bool:
         """Cancellation of a queued waiter; readers behind it may now go."""
         with self._lock:
-            if task._waiting_on is not self:
+            if not end_wait(task, self):
                 return False
-            task._wait_seq += 1
-            task._waiting_on = None
             woken = self._grant()
         _ready_all(woken)
         return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import Cancelled
 from .task import Task
-from .traps import park, worker_and_task
+from .traps import end_wait, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -19,11 +19,7 @@ class _Barrier:
 
     def _abort(self, task: Task) -> bool:
         with self.sched.lock:
-            if task._waiting_on is not self:
-                return False
-            task._wait_seq += 1
-            task._waiting_on = None
-            return True
+            return end_wait(task, self)
 
 
 async def wait_all_tasks_blocked() -> None:

@@ -11,7 +11,7 @@ import threading
 from .errors import Cancelled, RuntimeMisuse
 from .scheduler import current_worker
 from .task import RUNNABLE, Task
-from .traps import park, worker_and_task
+from .traps import end_wait, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -35,10 +35,8 @@ class _Job:
     def _abort(self, task: Task) -> bool:
         """Cancellation: give up on the result; the thread runs on, unseen."""
         with self._lock:
-            if task._waiting_on is not self:
+            if not end_wait(task, self):
                 return False
-            task._wait_seq += 1
-            task._waiting_on = None
             self.task = None
             return True
 

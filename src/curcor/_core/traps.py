@@ -103,6 +103,19 @@ class WaitQueue(deque):
         self.limit = max(16, 2 * len(live))
 
 
+def end_wait(task: Task, obj: Any) -> bool:
+    """Called with ``obj``'s lock held: end ``task``'s wait on ``obj``.
+
+    Returns False when the task no longer waits there (someone else ended
+    the wait first); see "The wait protocol", steps 3-4, in scheduler.py.
+    """
+    if task._waiting_on is not obj:
+        return False
+    task._wait_seq += 1
+    task._waiting_on = None
+    return True
+
+
 class Waitable:
     """Base of objects tasks wait on under ``self._lock`` (plain waits)."""
 
@@ -112,11 +125,7 @@ class Waitable:
     def _abort(self, task: Task) -> bool:
         """End ``task``'s wait on this object early; True if it was waiting."""
         with self._lock:
-            if task._waiting_on is not self:
-                return False
-            task._wait_seq += 1
-            task._waiting_on = None
-            return True
+            return end_wait(task, self)
 
 
 def claim(entry: tuple[Any, ...]) -> bool:
