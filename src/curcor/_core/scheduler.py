@@ -18,7 +18,7 @@ Terms
 - poller: the one idle worker that blocks in the netpoller (``poller.py``)
   with a timeout up to the next timer, instead of on its lock.
 - sysmon: the monitor thread (preemption, stats sampling); arrives with the
-  preemption work and plugs in at ``Scheduler.sysmon``.
+  preemption work and will read ``Worker.step_started``.
 
 The problem
 -----------
@@ -45,8 +45,11 @@ Each worker loops: take ``runnext``, else the head of its local queue, else
 from another worker, and finally park. Every 64 steps it also looks at the
 global queue, the signal queue and the timers, so work from outside cannot
 starve behind a busy queue. A task woken by a task goes to the waker's
-``runnext`` (ping-pong stays on one thread); after 64 hand-offs in a row the
-woken task goes to the queue's tail instead, so a pair cannot starve others.
+``runnext`` (ping-pong stays on one thread); after 64 runnext picks in a row
+the loop sends runnext to the queue's tail and takes the head instead, so a
+pair cannot starve others. ``sleep(0)`` yields a shared stateless awaitable
+(``YieldNow``) rather than a generator, so a suspended task costs nothing
+beyond its own coroutine.
 
 The wait protocol (how a task blocks and is woken; numbered as used)
 ----------------------------------------------------------------------
@@ -55,23 +58,26 @@ The wait protocol (how a task blocks and is woken; numbered as used)
    object's wait list where ``seq`` is ``task._wait_seq``, and sets
    ``task._waiting_on`` to the object.
 2. It yields the lock itself (the park trap), still holding it. The worker
-   releases the lock
-   after the coroutine has suspended, so no other worker can resume the task
-   while its frame is still executing.
+   releases the lock after the coroutine has suspended, so no other worker
+   can resume the task while its frame is still executing.
 3. A waker takes the same lock, pops an entry and checks ``seq`` against
    ``task._wait_seq``: if they differ the entry is stale (the wait already
    ended) and is skipped. Otherwise it ends the wait by bumping
    ``_wait_seq`` and clearing ``_waiting_on``, and, after releasing the lock,
    queues the task with the value to resume with.
 4. Cancellation ends a wait the same way through ``_waiting_on._abort(task)``
-   under the same lock, so exactly one of waker and canceller wins.
+   under the same lock, so exactly one of waker and canceller wins. Before
+   it yields, the task re-reads its ``_cancel_pending`` (after publishing
+   ``_waiting_on``): a cancel that ran in between either saw the wait and
+   aborts it, or is seen here, and the task withdraws and raises.
 5. A ``select`` waits on several channels at once: it holds all their locks
    (taken in ``id`` order) while it registers, and its entries are claimed
    under the task's stripe lock (``Scheduler.stripe``) instead, which every
    channel's waker takes while holding its own channel lock.
 
 Lock order: cancel lock -> an object's lock -> a stripe lock -> the
-scheduler lock. Nothing takes a lock to the left of one it holds.
+scheduler lock -> the timer lock (a leaf: nothing is taken while it is
+held). Nothing takes a lock to the left of one it holds.
 
 Idle protocol
 -------------
