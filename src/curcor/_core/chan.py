@@ -173,8 +173,7 @@ class Channel(Waitable):
                 peer._wait_seq += 1
                 peer._waiting_on = None
                 lock.release()
-                peer._value = value
-                peer._exc = None
+                peer._value = value  # (_exc is None: the loop cleared it)
                 w.push_next(peer)
                 return None
         if (recvq or self._closed or len(self._buf) < self.cap) and self._offer(value):
@@ -276,9 +275,7 @@ class Channel(Waitable):
                 peer._wait_seq += 1
                 peer._waiting_on = None
                 lock.release()
-                peer._value = None
-                peer._exc = None
-                w.push_next(peer)
+                w.push_next(peer)  # (_value, _exc are None: the loop cleared them)
                 return (entry[2], True) if mode == _RECV_OK else entry[2]
         if self._buf or sendq or self._closed:
             value = self._take()
