@@ -10,7 +10,10 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 import curcor
+from curcor.testing import FakeClock
 
 
 async def test_a_loop_whose_only_await_is_yield_now_can_be_cancelled():
@@ -127,6 +130,79 @@ def test_sigterm_bounds_the_main_tasks_cleanup_by_the_grace_period(tmp_path):
         proc.wait(timeout=20)
         assert time.monotonic() - started < 15  # bounded, not 1000 s
         assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_awaiting_a_task_says_to_use_join():
+    async def value():
+        return 1
+
+    t = curcor.go(value())
+    with pytest.raises(TypeError, match=r"await task\.join\(\)"):
+        await t
+    assert await t.join() == 1
+
+
+def test_crash_traceback_starts_in_the_task_not_in_the_worker_loop():
+    async def boom():
+        raise ZeroDivisionError("in the task")
+
+    async def main():
+        curcor.go(boom())
+        await curcor.sleep(10)
+
+    with pytest.raises(ZeroDivisionError) as info:
+        curcor.run(main(), clock=FakeClock())
+    names = []
+    tb = info.value.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert names[-1] == "boom"
+    assert "_loop" not in names  # the worker loop's frame is trimmed
+
+
+def test_sigterm_after_main_ended_logs_the_grace_warning_once(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import curcor
+            async def stubborn():
+                try:
+                    await curcor.sleep(1000)
+                finally:
+                    with curcor.CancelScope(shield=True):
+                        await curcor.sleep(1000)
+            async def main():
+                curcor.go(stubborn(), name="stubborn")
+                await curcor.sleep(0.05)
+                print("ready", flush=True)
+                try:
+                    await curcor.sleep(1000)
+                finally:
+                    pass
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CURCOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curcor", "run", "--shutdown-grace", "0.3", str(app)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0
+        assert err.count("shutdown grace period over") == 1, err
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,6 +6,14 @@ docs/guide.md for a tour.
 
 from __future__ import annotations
 
+import sys as _sys
+
+if _sys.version_info < (3, 11):  # noqa: UP036 - the one clear line R-CONF asks for
+    raise ImportError(
+        f"curcor needs Python 3.11 or newer; this is Python "
+        f"{_sys.version_info[0]}.{_sys.version_info[1]}"
+    )
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._core.cancel import CancelScope, move_on_after, timeout

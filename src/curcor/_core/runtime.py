@@ -120,6 +120,7 @@ class Runtime:
         self._gc_started = 0.0
         self._sigints = 0
         self._sigterms = 0
+        self._grace_done = False
         self._old_handlers: dict[int, Any] = {}
         self._old_wakeup_fd = -1
 
@@ -149,6 +150,7 @@ class Runtime:
 
     def _crash(self, task: Task, exc: BaseException) -> None:
         """An exception escaped a detached task: log it, cancel main."""
+        _trim_runtime_frames(exc)
         _log().error(
             "unhandled exception in task %r; cancelling the main task",
             task.name,
@@ -182,6 +184,9 @@ class Runtime:
         self.sched.timers.call_at(self.sched.clock.now() + grace, self._grace_over)
 
     def _grace_over(self) -> None:
+        if self._grace_done:  # SIGTERM and the end of main both arm it
+            return
+        self._grace_done = True
         names = [t.name for t in list(self.sched.all_tasks)[:10]]
         if names:
             _log().warning(
@@ -332,6 +337,18 @@ class Runtime:
             self.gc_pause_total += pause
             if pause > self.gc_pause_max:
                 self.gc_pause_max = pause
+
+
+def _trim_runtime_frames(exc: BaseException) -> None:
+    """Drop the worker-loop frames that lead into the task's own code."""
+    tb = exc.__traceback__
+    core = os.path.dirname(os.path.abspath(__file__))
+    while tb is not None and tb.tb_next is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(core):
+            break
+        tb = tb.tb_next
+    if tb is not exc.__traceback__:
+        exc.__traceback__ = tb
 
 
 def _start_workers(rt: Runtime) -> None:
@@ -520,6 +537,7 @@ def _outcome(rt: Runtime, main: Task) -> Any:
     if rt.terminated and (exc is None or isinstance(exc, Cancelled)):
         raise Terminated("stopped by SIGTERM after a graceful shutdown")
     if exc is not None:
+        _trim_runtime_frames(exc)
         raise exc
     for task in list(rt.unretrieved.values()):
         error = task._exc

@@ -82,8 +82,9 @@ class WaitGroup(Waitable):
         with self._lock:
             if self._count + n < 0:
                 raise ValueError(
-                    "WaitGroup counter would go negative: done() was called more "
-                    "times than add() counted; call add(n) before starting work"
+                    f"WaitGroup counter would go negative ({self._count} + {n}): "
+                    "done() or add(-n) was called more times than add() counted; "
+                    "call add(n) before starting the work"
                 )
             self._count += n
             woken = self._release_all() if self._count == 0 else []
@@ -160,7 +161,10 @@ class Mutex(Waitable):
         """
         with self._lock:
             if not self._locked:
-                raise RuntimeMisuse("unlock of unlocked Mutex")
+                raise RuntimeMisuse(
+                    "unlock of unlocked Mutex: unlock() must follow a lock(); "
+                    "prefer `async with mutex:`, which pairs them"
+                )
             entry = _pop_valid(self._waiters)
             if entry is None:
                 self._locked = False
@@ -461,7 +465,10 @@ class Condition(Waitable):
             RuntimeMisuse: the mutex is not held.
         """
         if not self.mutex.locked():
-            raise RuntimeMisuse("Condition.wait() needs the mutex held: async with")
+            raise RuntimeMisuse(
+                "Condition.wait() needs the condition's mutex held; call it "
+                "inside `async with cond:`"
+            )
         _w, task = worker_and_task("Condition.wait()")
         if task._cancel_pending:
             raise Cancelled()

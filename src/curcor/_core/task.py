@@ -142,6 +142,12 @@ class Task:
 
         return take_result(self)
 
+    def __await__(self) -> Any:
+        raise TypeError(
+            f"a curcor Task is not awaitable; write `await task.join()` to wait "
+            f"for {self.name!r} and get its value"
+        )
+
     def __repr__(self) -> str:
         state = STATE_NAMES.get(self._state, "?")
         return f"<curcor.Task {self.name!r} {state}>"
