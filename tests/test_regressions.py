@@ -207,3 +207,30 @@ def test_sigterm_after_main_ended_logs_the_grace_warning_once(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.curcor(clock="real")
+async def test_from_thread_timeout_cancels_the_call_it_gives_up_on():
+    import threading
+
+    cancelled = curcor.Event()
+    errors = []
+
+    async def slow():
+        try:
+            await curcor.sleep(30)
+        finally:
+            cancelled.set()
+
+    def caller():
+        try:
+            curcor.from_thread(slow, timeout=0.05)
+        except TimeoutError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    with curcor.timeout(10):
+        await cancelled.wait()
+    await curcor.to_thread(thread.join)
+    assert len(errors) == 1

@@ -180,10 +180,12 @@ def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
     """From a plain thread: run ``await fn(*args)`` as a task, return its value.
 
     ``fn`` is an async function (or any callable returning an awaitable,
-    such as ``ch.send``).
+    such as ``ch.send``). With ``timeout`` (seconds, real time), a call that
+    has not ended by then is cancelled and ``TimeoutError`` is raised.
 
     Raises:
         RuntimeMisuse: no runtime is running, or called from inside one.
+        TimeoutError: ``timeout`` passed first.
         Whatever the coroutine raised.
     """
     from .runtime import running_runtime
@@ -223,12 +225,19 @@ def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
     sched.all_tasks.add(task)
     task._state = RUNNABLE
     sched.push_global(task)
-    while not done.wait(0.05 if timeout is None else timeout):
+    import time
+
+    give_up = None if timeout is None else time.monotonic() + timeout
+    while not done.wait(0.05):
         if rt.sched.stopping and not done.is_set():
             raise RuntimeMisuse(
                 "curcor.from_thread(): the runtime stopped before the call ended"
             )
-        if timeout is not None:
+        if give_up is not None and time.monotonic() >= give_up:
+            # Don't leave the call running unseen: cancel it, then report.
+            from .runtime import cancel_task
+
+            cancel_task(task)
             raise TimeoutError(f"from_thread() call did not end in {timeout} s")
     if box[1] is not None:
         raise box[1]
