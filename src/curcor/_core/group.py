@@ -74,6 +74,12 @@ class TaskGroup:
         self._entered = False
         self._closed = False
 
+    @property
+    def cancel_scope(self) -> CancelScope:
+        """The group's scope: ``tg.cancel_scope.cancel()`` cancels the body
+        and every child (a server group is stopped this way)."""
+        return self._scope
+
     async def __aenter__(self) -> TaskGroup:
         if self._entered:
             raise RuntimeMisuse("a TaskGroup can be entered only once")

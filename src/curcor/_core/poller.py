@@ -16,6 +16,8 @@ methods arrive with the network layer.
 
 from __future__ import annotations
 
+import threading
+
 from .errors import ConfigError
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
@@ -55,35 +57,59 @@ def resolve_backend(name: str) -> str:
 
 
 class Poller:
-    """One runtime's idle wait over one backend (see the module contract)."""
+    """One runtime's idle wait and descriptor registry (see the contract).
+
+    Lock rule: ``io_lock`` guards ``_fds``, ``waiters`` and every selector
+    registration change; it is also the lock a task parks with while it
+    waits for a descriptor (see "The wait protocol" in scheduler.py). The
+    blocking ``wait`` itself runs under ``poll_lock`` only, so tasks on
+    other workers can register while one worker sleeps in the kernel.
+    """
 
     def __init__(self, backend: str = "auto") -> None:
         import selectors
         import socket
 
-        self._events = selectors.EVENT_READ
+        self.READ = selectors.EVENT_READ
+        self.WRITE = selectors.EVENT_WRITE
         self.backend = resolve_backend(backend)
         self._selector: Any = getattr(selectors, BACKENDS[self.backend])()
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
-        self._selector.register(self._rsock, self._events, None)
+        self._wake_fd = self._rsock.fileno()
+        self._selector.register(self._wake_fd, self.READ, None)
+        self.io_lock = threading.Lock()
+        self.poll_lock = threading.Lock()
+        self._fds: dict[int, FdWait] = {}
+        self.waiters = 0  # tasks waiting on a descriptor now
         self.waits = 0  # how many times wait() blocked (stats)
+        # poll and select read their descriptor sets when the call starts: a
+        # registration made meanwhile needs a wakeup to be seen.
+        self._rescan = self.backend in ("poll", "select")
 
     def wakeup_fd(self) -> int:
         """The descriptor ``signal.set_wakeup_fd`` should write to."""
         return self._wsock.fileno()
 
     def wait(self, timeout: float | None) -> list[Any]:
-        """Block until an event, a wakeup or the timeout; drain the wakeups."""
+        """Called with ``poll_lock`` held: block until an event, a wakeup or
+        the timeout; drain the wakeups; return the descriptor events."""
         self.waits += 1
-        events = self._selector.select(timeout)
+        try:
+            events = self._selector.select(timeout)
+        except (OSError, ValueError):
+            # A descriptor closed behind the registry's back (EBADF): drop
+            # registrations whose descriptor is gone, then let the caller
+            # poll again.
+            self._drop_dead()
+            return []
         ready = []
         for key, mask in events:
-            if key.fileobj is self._rsock:
+            if key.fd == self._wake_fd:
                 self._drain()
             else:
-                ready.append((key, mask))
+                ready.append((key.fd, mask))
         return ready
 
     def wakeup(self) -> None:
@@ -100,6 +126,115 @@ class Poller:
         except (BlockingIOError, InterruptedError, OSError):
             pass
 
+    # -- descriptor waits -------------------------------------------------------
+
+    def watch(self, fd: int, task: Any, writing: bool) -> FdWait:
+        """Called with ``io_lock`` held: make ``task`` the reader (or writer) of
+        ``fd`` and register interest. Raises BusyResourceError or OSError."""
+        st = self._fds.get(fd)
+        if st is None:
+            st = self._fds[fd] = FdWait(self, fd)
+        held = st.writer if writing else st.reader
+        if held is not None and held[0]._wait_seq == held[1]:
+            what = "write to" if writing else "read from"
+            raise BusyResourceError(
+                f"another task is already waiting to {what} descriptor {fd}; "
+                "one reader and one writer at a time"
+            )
+        entry = (task, task._wait_seq)
+        if writing:
+            st.writer = entry
+        else:
+            st.reader = entry
+        try:
+            self._update(st)
+        except (OSError, ValueError):
+            if writing:
+                st.writer = None
+            else:
+                st.reader = None
+            self._forget(st)
+            raise
+        self.waiters += 1
+        return st
+
+    def _update(self, st: FdWait) -> None:
+        """Called with ``io_lock`` held: register exactly the wanted events."""
+        want = (self.READ if st.reader else 0) | (self.WRITE if st.writer else 0)
+        if want == st.events:
+            return
+        if want == 0:
+            self._selector.unregister(st.fd)
+        elif st.events == 0:
+            self._selector.register(st.fd, want)
+        else:
+            self._selector.modify(st.fd, want)
+        st.events = want
+        if want and self._rescan:
+            self.wakeup()
+
+    def _forget(self, st: FdWait) -> None:
+        if st.reader is None and st.writer is None and st.events == 0:
+            self._fds.pop(st.fd, None)
+
+    def dispatch(self, events: list[Any]) -> list[Any]:
+        """Take the tasks whose descriptors are ready (their waits ended)."""
+        woken = []
+        with self.io_lock:
+            for fd, mask in events:
+                st = self._fds.get(fd)
+                if st is None:
+                    continue
+                if mask & self.READ and st.reader is not None:
+                    woken += st.take(True)
+                if mask & self.WRITE and st.writer is not None:
+                    woken += st.take(False)
+                self._settle(st)
+        return woken
+
+    def _settle(self, st: FdWait) -> None:
+        """Called with ``io_lock`` held: update interest after a change."""
+        try:
+            self._update(st)
+        except (OSError, ValueError, KeyError):
+            st.events = 0
+        self._forget(st)
+
+    def closing(self, fd: int) -> list[Any]:
+        """Before ``fd`` is closed: unregister it and take its waiters, so a
+        reused descriptor number never gets a stale event."""
+        with self.io_lock:
+            st = self._fds.pop(fd, None)
+            if st is None:
+                return []
+            woken = []
+            if st.reader is not None:
+                woken += st.take(True)
+            if st.writer is not None:
+                woken += st.take(False)
+            if st.events:
+                try:
+                    self._selector.unregister(fd)
+                except (OSError, ValueError, KeyError):
+                    pass
+                st.events = 0
+            return woken
+
+    def _drop_dead(self) -> None:
+        import os
+
+        with self.io_lock:
+            for fd, st in list(self._fds.items()):
+                try:
+                    os.fstat(fd)
+                except OSError:
+                    if st.events:
+                        try:
+                            self._selector.unregister(fd)
+                        except (OSError, ValueError, KeyError):
+                            pass
+                    st.events = 0
+
     def close(self) -> None:
         """Release the descriptors; calling it twice is harmless."""
         if self._selector is None:
@@ -108,3 +243,55 @@ class Poller:
         self._selector = None
         self._rsock.close()
         self._wsock.close()
+
+
+class BusyResourceError(RuntimeError):
+    """Two tasks tried to read (or to write) the same descriptor at once."""
+
+
+class FdWait:
+    """The reader and writer waiting on one descriptor (Go's pollDesc).
+
+    Guarded by the poller's ``io_lock``. ``reader`` and ``writer`` are wait
+    entries ``(task, seq)``; a task waiting here has this object as its
+    ``_waiting_on``.
+    """
+
+    __slots__ = ("events", "fd", "poller", "reader", "writer")
+
+    def __init__(self, poller: Poller, fd: int) -> None:
+        self.poller = poller
+        self.fd = fd
+        self.reader: tuple[Any, int] | None = None
+        self.writer: tuple[Any, int] | None = None
+        self.events = 0  # the events registered with the selector now
+
+    def take(self, reading: bool) -> list[Any]:
+        """Called with ``io_lock`` held: end the reader's (writer's) wait."""
+        entry = self.reader if reading else self.writer
+        if reading:
+            self.reader = None
+        else:
+            self.writer = None
+        if entry is None:
+            return []
+        task, seq = entry
+        if task._wait_seq != seq or task._waiting_on is not self:
+            return []
+        task._wait_seq += 1
+        task._waiting_on = None
+        self.poller.waiters -= 1
+        return [task]
+
+    def _abort(self, task: Any) -> bool:
+        """Cancellation: withdraw ``task``'s interest; True if it waited."""
+        poller = self.poller
+        with poller.io_lock:
+            if task._waiting_on is not self:
+                return False
+            for reading in (True, False):
+                entry = self.reader if reading else self.writer
+                if entry is not None and entry[0] is task:
+                    self.take(reading)
+            poller._settle(self)
+            return True

@@ -228,7 +228,7 @@ class Runtime:
             return False
 
         # 3. Thread work, I/O or a foreign thread may still wake someone.
-        if sched.thread_work or sched.io_waiters or sched.live_tasks() <= 0:
+        if sched.thread_work or sched.poller.waiters or sched.live_tasks() <= 0:
             return False
         if sched.foreign_wakers_possible():
             return False

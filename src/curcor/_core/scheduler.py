@@ -578,7 +578,6 @@ class Scheduler:
         # alike; readers copy it first.
         self.main: Task | None = None
         self.thread_work = 0  # to_thread calls in flight, guarded by ``lock``
-        self.io_waiters = 0  # descriptors registered by the network layer
         self.runtime_threads: set[int] = set()  # idents of threads we started
         self.deadlock: str | None = None
         self.on_all_blocked: Any = None  # set by the runtime: decides deadlock
@@ -604,7 +603,13 @@ class Scheduler:
 
     def has_outside_work(self) -> bool:
         """A cheap unlocked look: anything for the 64-step check to do?"""
-        return bool(self.gq or self.sigq or self.timers.heap or self.stopping)
+        return bool(
+            self.gq
+            or self.sigq
+            or self.timers.heap
+            or self.poller.waiters
+            or self.stopping
+        )
 
     def take_outside_work(self, w: Worker) -> None:
         """Move global-queue tasks to ``w``, handle signals, fire due timers."""
@@ -620,6 +625,24 @@ class Scheduler:
                     w.local.append(task)
         if self.timers.heap:
             self.fire_timers(w)
+        if self.poller.waiters and self.polling is None:
+            self.poll_now(w)
+
+    def poll_now(self, w: Worker) -> None:
+        """Poll descriptors without blocking, so a busy run queue cannot
+        starve I/O; skipped while another worker holds the poll lock."""
+        poller = self.poller
+        if not poller.poll_lock.acquire(blocking=False):
+            return
+        try:
+            events = poller.wait(0)
+        finally:
+            poller.poll_lock.release()
+        if events:
+            for task in poller.dispatch(events):
+                task._value = None
+                task._state = RUNNABLE
+                w.local.append(task)
 
     def fire_timers(self, w: Worker) -> None:
         """Wake sleepers and run callbacks whose deadline has passed."""
@@ -724,7 +747,13 @@ class Scheduler:
                 timeout = max(0.0, deadline - self.clock.now())
             if self.foreign_wakers_possible():
                 timeout = 0.1 if timeout is None else min(timeout, 0.1)
-            self.poller.wait(timeout)
+            with self.poller.poll_lock:
+                events = self.poller.wait(timeout)
+            if events:
+                for task in self.poller.dispatch(events):
+                    task._value = None
+                    task._state = RUNNABLE
+                    w.local.append(task)
             with self.lock:
                 self.polling = None
                 self.poller_notified = False

@@ -1,0 +1,308 @@
+"""Buffered byte streams over sockets, and TCP listen / dial / serve.
+
+A ``Stream`` reads through a buffer (``read``, ``read_exactly``,
+``read_until``) and writes through a bounded one: ``write`` never blocks,
+``drain`` waits until everything written is sent, and ``write`` refuses to
+buffer more than ``write_limit`` bytes (backpressure: await ``drain``).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _socket
+from typing import Any
+
+from .._core.group import TASK_STATUS_IGNORED, TaskGroup
+from .socket import Socket, getaddrinfo
+
+# Bytes asked of the kernel per read. Arbitrary; no measurement yet.
+READ_SIZE = 64 * 1024
+
+# Most a stream buffers unsent before write() refuses more. Arbitrary.
+WRITE_LIMIT = 1024 * 1024
+
+
+class IncompleteReadError(EOFError):
+    """The stream ended before ``read_exactly``/``read_until`` was satisfied.
+
+    Attributes:
+        partial: the bytes read before the end.
+    """
+
+    def __init__(self, partial: bytes, expected: Any) -> None:
+        super().__init__(
+            f"stream ended after {len(partial)} bytes; expected {expected}"
+        )
+        self.partial = partial
+
+
+class LimitOverrunError(ValueError):
+    """``read_until`` found no separator within ``limit`` bytes."""
+
+
+class WriteBufferFull(BufferError):
+    """``write`` would buffer more than the stream's ``write_limit``."""
+
+
+class Stream:
+    """A buffered byte stream over a connected ``Socket``.
+
+    ``async with stream:`` sends what is buffered and closes it at the end.
+    """
+
+    def __init__(self, sock: Socket, *, write_limit: int = WRITE_LIMIT) -> None:
+        self.socket = sock
+        self.write_limit = write_limit
+        self._rbuf = bytearray()
+        self._wbuf = bytearray()
+        self._eof = False
+
+    # -- reading -----------------------------------------------------------------
+
+    async def _fill(self) -> bool:
+        """Read once more into the buffer; False at end of stream."""
+        data = await self.socket.recv(READ_SIZE)
+        if not data:
+            self._eof = True
+            return False
+        self._rbuf += data
+        return True
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (any amount when ``n < 0``); ``b""`` at the end."""
+        if not self._rbuf and not self._eof:
+            await self._fill()
+        if n < 0 or n >= len(self._rbuf):
+            data = bytes(self._rbuf)
+            self._rbuf.clear()
+            return data
+        data = bytes(self._rbuf[:n])
+        del self._rbuf[:n]
+        return data
+
+    async def read_exactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes.
+
+        Raises:
+            IncompleteReadError: the stream ended first (``.partial`` holds
+                what arrived).
+        """
+        while len(self._rbuf) < n:
+            if self._eof or not await self._fill():
+                partial = bytes(self._rbuf)
+                self._rbuf.clear()
+                raise IncompleteReadError(partial, n)
+        data = bytes(self._rbuf[:n])
+        del self._rbuf[:n]
+        return data
+
+    async def read_until(self, separator: bytes = b"\n", limit: int = 65536) -> bytes:
+        """Bytes up to and including ``separator``.
+
+        Raises:
+            LimitOverrunError: no separator within ``limit`` bytes.
+            IncompleteReadError: the stream ended first.
+        """
+        if not separator:
+            raise ValueError("read_until() needs a non-empty separator")
+        start = 0
+        while True:
+            at = self._rbuf.find(separator, start)
+            if at >= 0:
+                end = at + len(separator)
+                if end > limit:
+                    raise LimitOverrunError(
+                        f"separator found after {end} bytes, over the limit of "
+                        f"{limit}; raise limit= or read in pieces"
+                    )
+                data = bytes(self._rbuf[:end])
+                del self._rbuf[:end]
+                return data
+            if len(self._rbuf) > limit:
+                raise LimitOverrunError(
+                    f"no separator in the first {limit} bytes; raise limit= or "
+                    "read in pieces"
+                )
+            start = max(0, len(self._rbuf) - len(separator) + 1)
+            if self._eof or not await self._fill():
+                partial = bytes(self._rbuf)
+                self._rbuf.clear()
+                raise IncompleteReadError(partial, f"{separator!r}")
+
+    # -- writing -----------------------------------------------------------------
+
+    def write(self, data: Any) -> None:
+        """Buffer ``data`` for sending; never blocks.
+
+        Raises:
+            WriteBufferFull: more than ``write_limit`` bytes would wait;
+                ``await stream.drain()`` first.
+        """
+        if len(self._wbuf) + len(data) > self.write_limit and self._wbuf:
+            raise WriteBufferFull(
+                f"{len(self._wbuf)} bytes already wait to be sent (limit "
+                f"{self.write_limit}); await stream.drain() before writing more"
+            )
+        self._wbuf += data
+
+    async def drain(self) -> None:
+        """Wait until everything written has been handed to the kernel."""
+        while self._wbuf:
+            sent = await self.socket.send(self._wbuf)
+            del self._wbuf[:sent]
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet sent."""
+        return len(self._wbuf)
+
+    # -- closing -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close now; anything not yet drained is dropped."""
+        self._wbuf.clear()
+        self.socket.close()
+
+    async def aclose(self) -> None:
+        """Send what is buffered, then close."""
+        try:
+            if not self.socket.closed:
+                await self.drain()
+        finally:
+            self.socket.close()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+class Listener:
+    """A listening TCP socket: ``await listener.accept()`` gives a ``Stream``."""
+
+    def __init__(self, sock: Socket) -> None:
+        self.socket = sock
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (useful after binding port 0)."""
+        return int(self.socket.getsockname()[1])
+
+    async def accept(self) -> Stream:
+        """The next connection, as a ``Stream``."""
+        conn, _addr = await self.socket.accept()
+        conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        return Stream(conn)
+
+    def close(self) -> None:
+        """Stop listening."""
+        self.socket.close()
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+
+async def listen_tcp(
+    host: str = "127.0.0.1", port: int = 0, *, backlog: int = 128
+) -> Listener:
+    """Listen on ``host:port`` (port 0 picks a free one; see ``.port``)."""
+    infos = await getaddrinfo(
+        host, port, type=_socket.SOCK_STREAM, flags=_socket.AI_PASSIVE
+    )
+    family, kind, proto, _, addr = infos[0]
+    raw = _socket.socket(family, kind, proto)
+    try:
+        raw.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        raw.bind(addr)
+        raw.listen(backlog)
+    except BaseException:
+        raw.close()
+        raise
+    return Listener(Socket(raw))
+
+
+async def dial_tcp(host: str, port: int) -> Stream:
+    """Connect to ``host:port`` (names resolved off the workers).
+
+    Raises:
+        OSError: every address the name resolved to refused or failed.
+    """
+    infos = await getaddrinfo(host, port, type=_socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, kind, proto, _, addr in infos:
+        sock = Socket(_socket.socket(family, kind, proto))
+        try:
+            await sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        return Stream(sock)
+    raise OSError(
+        errno.ECONNREFUSED, f"could not connect to {host}:{port}: {last}"
+    ) from last
+
+
+# Seconds an accept loop waits after EMFILE/ENFILE before trying again.
+ACCEPT_BACKOFF = 0.1
+
+
+async def serve_tcp(
+    handler: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    backlog: int = 128,
+    task_status: Any = TASK_STATUS_IGNORED,
+) -> None:
+    """Serve TCP: run ``await handler(stream)`` in its own task per connection.
+
+    Reports the bound port through ``task_status.started(port)``, so
+    ``port = await tg.start(serve_tcp, handler)`` works. Runs until
+    cancelled; each stream is closed when its handler returns. When the
+    process runs out of descriptors (EMFILE/ENFILE) it logs once, waits a
+    little and keeps serving.
+    """
+    from .._core.clock import sleep
+
+    listener = await listen_tcp(host, port, backlog=backlog)
+    warned = False
+    async with TaskGroup() as tg:
+        try:
+            task_status.started(listener.port)
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
+                        raise
+                    if not warned:
+                        import logging
+
+                        logging.getLogger("curcor").warning(
+                            "accept on port %d: %s; backing off until "
+                            "descriptors free up",
+                            listener.port,
+                            exc,
+                        )
+                        warned = True
+                    await sleep(ACCEPT_BACKOFF)
+                    continue
+                tg.go(_serve_one(handler, stream))
+        finally:
+            listener.close()
+
+
+async def _serve_one(handler: Any, stream: Stream) -> None:
+    try:
+        await handler(stream)
+    finally:
+        stream.close()
