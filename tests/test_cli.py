@@ -79,6 +79,7 @@ BAD_ENV = [
     ({"CURCOR_MEMPOOL_SIZE": "12XB"}, 'CURCOR_MEMPOOL_SIZE="12XB" is not a size'),
     ({"CURCOR_SCHEDULER": "bogus"}, 'CURCOR_SCHEDULER="bogus" is not a poller'),
     ({"GOMAXPROCS": "-1"}, 'GOMAXPROCS="-1" is less than 1'),
+    ({"CURCOR_MAXPROCS": "99999"}, 'CURCOR_MAXPROCS="99999" is more than 1024'),
 ]
 
 
@@ -114,6 +115,22 @@ def test_bad_curcor_toml_panics_in_one_line_with_status_2(tmp_path, toml, what):
     result = curcor("run", "app.py", cwd=tmp_path)
     line = assert_one_line(result, 2, PANIC + what)
     assert str(path) in line
+
+
+def test_maxprocs_beyond_1024_panics_at_once_naming_the_range(tmp_path):
+    # Before the bound this started ~22,000 threads over minutes.
+    write(tmp_path / "app.py", "print('never')\n")
+    env = {"CURCOR_MAXPROCS": "99999"}
+    result = subprocess.run(
+        [sys.executable, "-m", "curcor", "run", "app.py"],
+        cwd=tmp_path,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    line = assert_one_line(result, 2, PANIC + 'CURCOR_MAXPROCS="99999"')
+    assert "is more than 1024; set it to a whole number from 1 to 1024" in line
 
 
 def test_bad_flag_value_panics_like_an_env_value(tmp_path):
@@ -158,6 +175,32 @@ def test_run_help_lists_a_flag_for_every_key(tmp_path):
         assert key.flag in result.stdout
 
 
+def unwrapped(text: str) -> str:
+    """``text`` with every run of whitespace as one space (undoes wrapping)."""
+    return " ".join(text.split())
+
+
+def test_keys_not_built_yet_say_so_wherever_they_are_described(tmp_path):
+    pending = [key for key in KEYS.values() if getattr(key, "pending", None)]
+    assert {key.name for key in pending} >= {"preempt", "preempt_ms"}
+    helptext = unwrapped(curcor("run", "--help", cwd=tmp_path).stdout)
+    curcor("init", "app", cwd=tmp_path)
+    template = (tmp_path / "app" / "curcor.toml").read_text()
+    template = unwrapped(template.replace("\n# ", " "))
+    docs = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    env = curcor("env", cwd=tmp_path).stdout.splitlines()
+    for key in pending:
+        note = f"(validated; takes effect with {key.pending}, not yet built)"
+        assert note in key.meaning
+        assert f"{key.flag} VALUE {key.meaning}" in helptext
+        assert unwrapped(key.meaning) in template
+        assert key.meaning in docs
+        line = next(line for line in env if line.startswith(key.name + " "))
+        assert line.endswith(f"; no effect until {key.pending} is built")
+    built = next(line for line in env if line.startswith("shutdown_grace "))
+    assert built.endswith("# default")
+
+
 def test_run_of_a_missing_file_is_one_line_and_status_2(tmp_path):
     result = curcor("run", "missing.py", cwd=tmp_path)
     assert_one_line(result, 2, "curcor: can't open file 'missing.py': no such file")
@@ -185,6 +228,51 @@ def test_run_of_a_missing_name_suggests_dash_m(tmp_path):
 def test_run_usage_errors_are_one_line_with_status_2(tmp_path, args, message):
     (tmp_path / "dir").mkdir()
     assert_one_line(curcor("run", *args, cwd=tmp_path), 2, message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--maxprocs", "app.py"],
+            "--maxprocs needs a value before the target; "
+            "write curcor run --maxprocs 2 app.py",
+        ),
+        (
+            ["--maxprocs", "app.py", "arg"],
+            "--maxprocs needs a value before the target; "
+            "write curcor run --maxprocs 2 app.py",
+        ),
+        (
+            ["--preempt", "dir"],
+            "--preempt needs a value before the target; "
+            "write curcor run --preempt false dir",
+        ),
+        (
+            ["--control", "dir"],
+            "--control needs a value before the target; "
+            "write curcor run --control /tmp/app.sock dir",
+        ),
+        (
+            ["--log", "app:main"],
+            "--log needs a value before the target; "
+            "write curcor run --log info app:main",
+        ),
+        (
+            ["--maxprocs", "--log", "info", "app.py"],
+            "--maxprocs needs a value before --log, e.g. --maxprocs 2",
+        ),
+        (["--maxprocs", "-m", "pkg"], "--maxprocs needs a value before -m"),
+        (["--maxprocs", "2"], "nothing to run; usage: "),
+        (["--maxprocs", "2", "--log", "info"], "nothing to run; usage: "),
+    ],
+)
+def test_run_flag_that_swallowed_the_target_says_so(tmp_path, args, message):
+    (tmp_path / "dir").mkdir()
+    write(tmp_path / "app.py", "print('never')\n")
+    result = curcor("run", *args, cwd=tmp_path)
+    assert_one_line(result, 2, "curcor: " + message)
+    assert result.stdout == ""
 
 
 # -- version -------------------------------------------------------------------------
@@ -287,8 +375,8 @@ def test_env_shows_every_key_with_its_value_and_source(tmp_path):
     assert lines["#"] == f"# root: {tmp_path}"
     assert lines["maxprocs"].startswith("maxprocs = 3 ")
     assert lines["maxprocs"].endswith("# CURCOR_MAXPROCS")
-    assert lines["log"].endswith(f"# curcor.toml ({path})")
-    assert lines["preempt_ms"].endswith("# default")
+    assert f"# curcor.toml ({path})" in lines["log"]
+    assert lines["shutdown_grace"].endswith("# default")
     assert set(KEYS) <= set(lines)
 
 
@@ -339,6 +427,25 @@ def test_init_curcor_toml_lists_every_key_and_loads_uncommented(tmp_path):
     assert set(tomllib.loads(uncommented)) == set(KEYS)
     write(tmp_path / "check" / "curcor.toml", uncommented)
     load_config(root=tmp_path / "check", env={})
+
+
+def test_init_template_does_not_depend_on_the_machine(monkeypatch):
+    from curcor._core import config as cfg
+    from curcor.cli import init
+
+    texts = set()
+    for cpus in (1, 2, 5, 64):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        monkeypatch.setattr(os, "cpu_count", lambda n=cpus: n)
+        monkeypatch.setattr(cfg, "cpu_quota", lambda *a, **k: None)
+        texts.add(init._curcor_toml())
+    assert len(texts) == 1
+    lines = texts.pop().splitlines()
+    assert "# maxprocs = 4  # default: the CPUs this process may use" in lines
+    assert (
+        "# to_thread_max = 8  # default: min(32, the CPUs this process may use + 4)"
+        in lines
+    )
 
 
 def test_init_refuses_an_existing_directory(tmp_path):
@@ -395,6 +502,48 @@ def test_doctor_fails_on_a_bad_env_value_and_warns_on_an_unknown_one(tmp_path):
     assert result.returncode == 1
     assert 'env vars     FAIL    CURCOR_PREEMPT="x" is not a boolean' in result.stdout
     assert "did you mean CURCOR_MAXPROCS?" in result.stdout
+
+
+def test_doctor_rows_reflect_only_their_own_check(tmp_path):
+    result = curcor("doctor", cwd=tmp_path, env={"CURCOR_MAXPROCS": "0"})
+    rows = {row[0]: row[1:] for row in doctor_rows(result.stdout)}
+    backend = resolve_backend("auto")
+    assert rows["backend"][0] == "OK"
+    assert rows["backend"][1].startswith(f"auto -> {backend} (available: auto, ")
+    assert rows["env vars"] == (
+        "FAIL",
+        'CURCOR_MAXPROCS="0" is less than 1; '
+        "set it to a whole number from 1 to 1024, e.g. CURCOR_MAXPROCS=2",
+    )
+    assert rows["cpu quota"][0] == "OK"
+    assert rows["cpu quota"][1].endswith("maxprocs not compared (its value is bad)")
+    assert result.returncode == 1
+
+
+def test_doctor_backend_and_cpu_rows_ignore_other_keys(tmp_path):
+    env = {"CURCOR_SCHEDULER": "poll", "CURCOR_MAXPROCS": "1", "CURCOR_GC": "x"}
+    result = curcor("doctor", cwd=tmp_path, env=env)
+    rows = {row[0]: row[1:] for row in doctor_rows(result.stdout)}
+    assert rows["backend"][0] == "OK"
+    assert rows["backend"][1].startswith("poll -> poll ")
+    assert rows["cpu quota"] == ("OK", rows["cpu quota"][1])
+    assert rows["cpu quota"][1].startswith("maxprocs 1 (CURCOR_MAXPROCS); ")
+
+
+def test_doctor_backend_row_fails_on_an_unknown_backend(tmp_path):
+    result = curcor("doctor", cwd=tmp_path, env={"CURCOR_SCHEDULER": "bogus"})
+    rows = {row[0]: row[1:] for row in doctor_rows(result.stdout)}
+    assert rows["backend"][0] == "FAIL"
+    assert rows["backend"][1].startswith('CURCOR_SCHEDULER="bogus" is not a poller')
+
+
+def test_doctor_reads_the_backend_without_a_file_that_does_not_parse(tmp_path):
+    write(tmp_path / "curcor.toml", "maxprocs = \n")
+    result = curcor("doctor", cwd=tmp_path)
+    rows = {row[0]: row[1:] for row in doctor_rows(result.stdout)}
+    assert rows["config file"][0] == "FAIL"
+    assert rows["backend"][0] == "OK"
+    assert rows["backend"][1].endswith("; the project file was not read (it is bad)")
 
 
 def test_doctor_fails_on_a_bad_curcor_toml(tmp_path):
@@ -569,6 +718,106 @@ def test_run_prints_a_traceback_without_curcors_frames_and_exits_1(tmp_path):
     assert lines[1].startswith(f'  File "{tmp_path / "app.py"}", line 3')
     assert lines[-1] == "ValueError: boom"
     assert "runpy" not in result.stderr and "cli" not in result.stderr
+
+
+def python_says(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """What plain ``python ARGS`` prints, from ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_run_of_a_file_with_a_syntax_error_prints_what_python_prints(tmp_path):
+    write(tmp_path / "bad.py", "x = 1\ny = (2,\n")
+    result = fake_run(tmp_path, "bad.py")
+    assert result.returncode == 1
+    assert result.stderr == python_says(tmp_path, "bad.py").stderr
+    assert result.stderr.splitlines() == [
+        f'  File "{tmp_path / "bad.py"}", line 2',
+        "    y = (2,",
+        "        ^",
+        "SyntaxError: '(' was never closed",
+    ]
+
+
+@pytest.mark.parametrize("target", [["-m", "pkg.bad"], ["pkg.bad:main"]])
+def test_run_of_a_module_with_a_syntax_error_shows_only_the_error(tmp_path, target):
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "bad.py", "def f(:\n    pass\n")
+    result = fake_run(tmp_path, *target)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f'  File "{tmp_path / "pkg" / "bad.py"}", line 1',
+        "    def f(:",
+        "          ^",
+        "SyntaxError: invalid syntax",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "where"),
+    [
+        (["app.py"], "app.py"),
+        (["-m", "pkg.boom"], "pkg/boom.py"),
+        (["pkg.boom:main"], "pkg/boom.py"),
+        (["-m", "broken.sub"], "broken/__init__.py"),
+        (["broken.sub:main"], "broken/__init__.py"),
+    ],
+)
+def test_run_errors_at_import_time_show_only_the_programs_frames(
+    tmp_path, target, where
+):
+    boom = "def fail():\n    raise ValueError('top')\nfail()\n"
+    write(tmp_path / "app.py", boom)
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "boom.py", boom)
+    write(tmp_path / "broken" / "__init__.py", boom)
+    write(tmp_path / "broken" / "sub.py", "")
+    result = fake_run(tmp_path, *target)
+    assert result.returncode == 1
+    path = tmp_path / where
+    assert result.stderr.splitlines() == [
+        "Traceback (most recent call last):",
+        f'  File "{path}", line 3, in <module>',
+        "    fail()",
+        f'  File "{path}", line 2, in fail',
+        "    raise ValueError('top')",
+        "ValueError: top",
+    ]
+
+
+def test_run_keeps_the_import_frames_of_the_programs_own_imports(tmp_path):
+    write(tmp_path / "app.py", "import helper\n")
+    write(tmp_path / "helper.py", "x = (\n")
+    result = fake_run(tmp_path, "app.py")
+    assert result.returncode == 1
+    assert result.stderr == python_says(tmp_path, "app.py").stderr
+
+
+ARGV_PROGRAM = """\
+import sys
+print("top", sys.argv)
+async def main():
+    print("main", sys.argv)
+"""
+
+
+def test_run_dash_m_sets_argv0_to_the_modules_file_as_python_does(tmp_path):
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "mod.py", ARGV_PROGRAM)
+    write(tmp_path / "pkg" / "__main__.py", ARGV_PROGRAM)
+    for module, path in [("pkg.mod", "pkg/mod.py"), ("pkg", "pkg/__main__.py")]:
+        result = fake_run(tmp_path, "-m", module, "a", "b")
+        assert result.returncode == 0, result.stderr
+        argv = [str(tmp_path / path), "a", "b"]
+        assert result.stdout == f"top {argv}\nmain {argv}\n"
+        plain = python_says(tmp_path, "-m", module, "a", "b").stdout
+        assert plain == f"top {argv}\n"
 
 
 @pytest.mark.parametrize(

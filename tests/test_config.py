@@ -193,13 +193,13 @@ def test_every_key_accepts_a_good_value(tmp_path, var, text, value):
             "CURCOR_MAXPROCS",
             "abc",
             'CURCOR_MAXPROCS="abc" is not an integer; '
-            "set it to a whole number >= 1, e.g. CURCOR_MAXPROCS=2",
+            "set it to a whole number from 1 to 1024, e.g. CURCOR_MAXPROCS=2",
         ),
         (
             "CURCOR_MAXPROCS",
             "0",
             'CURCOR_MAXPROCS="0" is less than 1; '
-            "set it to a whole number >= 1, e.g. CURCOR_MAXPROCS=2",
+            "set it to a whole number from 1 to 1024, e.g. CURCOR_MAXPROCS=2",
         ),
         ("CURCOR_MAXPROCS", "-3", "is less than 1"),
         ("CURCOR_MAXPROCS", "2.5", "is not an integer"),
@@ -224,6 +224,8 @@ def test_every_key_accepts_a_good_value(tmp_path, var, text, value):
         ("CURCOR_SHUTDOWN_GRACE", "inf", "is not a finite number"),
         ("CURCOR_LOG", "loud", "is not a log level; use one of debug, info"),
         ("CURCOR_TRACE", "-5", "is less than 0"),
+        ("CURCOR_TRACE", "9" * 5000, "has too many digits"),
+        ("CURCOR_MAXPROCS", "9" * 5000, "has too many digits"),
         ("CURCOR_CONTROL", "/x" * 60, "is too long for a Unix socket (120 bytes"),
         (
             "CURCOR_SCHEDULER",
@@ -237,6 +239,41 @@ def test_every_key_refuses_a_bad_value_with_a_fix(tmp_path, var, text, expected)
     message = panic(root=tmp_path, env={var: text})
     assert expected in message
     assert f"e.g. {var}=" in message
+
+
+@pytest.mark.parametrize(
+    ("kw", "shown"),
+    [
+        ({"env": {"CURCOR_MAXPROCS": "99999"}}, 'CURCOR_MAXPROCS="99999"'),
+        ({"env": {"GOMAXPROCS": "1025"}}, 'GOMAXPROCS="1025"'),
+        ({"env": {}, "flags": {"maxprocs": "5000"}}, '--maxprocs "5000"'),
+        ({"env": {}, "toml": "maxprocs = 2048\n"}, "maxprocs = 2048 in "),
+    ],
+)
+def test_maxprocs_above_1024_is_refused_naming_value_source_and_range(
+    tmp_path, kw, shown
+):
+    if "toml" in kw:
+        write(tmp_path / "curcor.toml", kw.pop("toml"))
+    message = panic(root=tmp_path, **kw)
+    assert message.startswith(shown)
+    assert "is more than 1024; set it to a whole number from 1 to 1024" in message
+
+
+def test_maxprocs_of_1024_is_the_largest_accepted(tmp_path):
+    assert load(tmp_path, {"CURCOR_MAXPROCS": "1024"}).maxprocs == 1024
+    assert Config(maxprocs=1).maxprocs == 1
+    with pytest.raises(ConfigError, match="is more than 1024"):
+        Config(maxprocs=1025)
+
+
+def test_default_maxprocs_is_capped_at_1024(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4096)))
+    tree = FIXTURES / "none"
+    result = default_maxprocs(
+        str(tree / "sys-fs-cgroup"), str(tree / "proc-self-cgroup")
+    )
+    assert result == cfg.MAX_MAXPROCS == 1024
 
 
 def test_close_misspelling_of_a_choice_is_suggested(tmp_path):
@@ -575,6 +612,53 @@ def test_usable_cpus_falls_back_to_cpu_count_without_affinity(monkeypatch):
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     assert cfg.usable_cpus() == 6
+
+
+# Keys whose machinery is not built yet, and what it is.
+PENDING = {
+    "mempool_size": "the buffer pool",
+    "preempt": "preemption",
+    "preempt_ms": "preemption",
+    "spare_workers_max": "preemption",
+    "trace": "the trace",
+    "control": "the control socket",
+}
+
+
+def test_keys_without_their_machinery_say_they_take_effect_later():
+    for key in KEYS.values():
+        note = f"(validated; takes effect with {PENDING.get(key.name)}, not yet built)"
+        assert key.pending == PENDING.get(key.name)
+        assert (note in key.meaning) == (key.name in PENDING), key.name
+        assert key.meaning.endswith(".")
+    assert "adaptive)" not in KEYS["gc"].meaning
+
+
+def test_keys_without_their_machinery_are_still_validated(tmp_path):
+    for name in PENDING:
+        message = panic(root=tmp_path, env={KEYS[name].env: "\x01" * 200})
+        assert message.startswith(KEYS[name].env)
+
+
+def test_load_key_reads_one_key_despite_bad_values_of_others(tmp_path):
+    write(tmp_path / "curcor.toml", "maxproc = 1\npreempt = 3\nscheduler = 'poll'\n")
+    env = {"CURCOR_MAXPROCS": "0", "CURCOR_GC": "fast"}
+    assert cfg.load_key("scheduler", root=tmp_path, env=env)[0] == "poll"
+    assert cfg.load_key("log", root=tmp_path, env=env) == ("warning", "default")
+    with pytest.raises(ConfigError, match='CURCOR_MAXPROCS="0" is less than 1'):
+        cfg.load_key("maxprocs", root=tmp_path, env=env)
+
+
+def test_a_bad_file_as_a_whole_is_a_config_file_error(tmp_path):
+    write(tmp_path / "curcor.toml", "maxprocs = \n")
+    with pytest.raises(cfg.ConfigFileError):
+        cfg.load_key("scheduler", root=tmp_path, env={})
+    value = cfg.load_key("maxprocs", env={"GOMAXPROCS": "3"}, skip_file=True)
+    assert value == (3, "GOMAXPROCS")
+    write(tmp_path / "curcor.toml", "maxproc = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path)
+    assert not isinstance(info.value, cfg.ConfigFileError)
 
 
 def test_docs_table_matches_the_keys():

@@ -42,8 +42,10 @@ __all__ = [
     "GC_MODES",
     "KEYS",
     "LOG_LEVELS",
+    "MAX_MAXPROCS",
     "Config",
     "ConfigError",
+    "ConfigFileError",
     "Key",
     "available_backends",
     "cpu_quota",
@@ -52,7 +54,9 @@ __all__ = [
     "find_root",
     "format_size",
     "load_config",
+    "load_key",
     "parse_env",
+    "parse_flag",
     "parse_size",
     "resolve_backend",
     "usable_cpus",
@@ -81,8 +85,21 @@ _UNITS = {
 }
 _UNIT_TEXT = "an integer with an optional unit B, KB, MB, GB, KiB, MiB or GiB"
 
+# The most workers curcor runs. Go capped GOMAXPROCS at 1024 until Go 1.10;
+# the same bound keeps a typo (CURCOR_MAXPROCS=99999) from spending minutes
+# starting thousands of threads before failing. No machine curcor has been
+# measured on comes near it; the default is lowered to it as well.
+MAX_MAXPROCS = 1024
+
 # Linux keeps 108 bytes for sun_path, one of them the terminating NUL.
 _MAX_SOCKET_PATH = 107
+
+
+class ConfigFileError(ConfigError):
+    """The project's config file cannot be read, is not valid TOML, or holds
+    a ``[tool.curcor]`` that is not a table (the file as a whole is bad,
+    not one value in it).
+    """
 
 
 # -- origins: where a raw value came from -------------------------------------
@@ -208,6 +225,9 @@ class Key:
     ``default`` is None for the two keys whose default is computed from the
     usable CPUs; ``default_text`` describes every default for the docs.
     ``env`` and ``flag`` name the environment variable and the run flag.
+    ``pending`` names the machinery that will act on the key when it is not
+    built yet (the value is validated and recorded now, and has no effect);
+    it is None for a key that acts today. ``meaning`` then ends by saying so.
     """
 
     __slots__ = (
@@ -219,10 +239,12 @@ class Key:
         "default_text",
         "env",
         "flag",
+        "maximum",
         "meaning",
         "minimum",
         "name",
         "noun",
+        "pending",
         "sample",
         "type",
     )
@@ -231,11 +253,16 @@ class Key:
         self.name = name
         self.type = type
         self.default = default
+        self.pending = kw.pop("pending", None)
+        if self.pending:
+            note = f"validated; takes effect with {self.pending}, not yet built"
+            meaning = f"{meaning.removesuffix('.')} ({note})."
         self.meaning = meaning
         self.env = "CURCOR_" + name.upper()
         self.flag = "--" + name.replace("_", "-")
         self.default_text = kw.pop("default_text", None) or _text(default)
         self.minimum = kw.pop("minimum", None)
+        self.maximum = kw.pop("maximum", None)
         self.choices = kw.pop("choices", ())
         self.noun = kw.pop("noun")
         self.allowed = kw.pop("allowed")
@@ -247,6 +274,11 @@ class Key:
 
     def __repr__(self) -> str:
         return f"<Key {self.name}: {self.type}, default {self.default_text}>"
+
+    @property
+    def sample_text(self) -> str:
+        """The sample value as it is written in a variable or a flag."""
+        return _text(self.sample)
 
     def parse(self, raw: object, origin: _Origin) -> object:
         """Check ``raw`` from ``origin`` and return the typed value.
@@ -278,23 +310,29 @@ def _text_or_native(key: Key, raw: object, origin: _Origin, native: tuple) -> ob
     raise key.wrong_type(raw, origin)
 
 
-def _check_minimum(key: Key, value: float, raw: object, origin: _Origin) -> None:
-    """Raise when ``value`` is below the key's minimum."""
+def _check_range(key: Key, value: float, raw: object, origin: _Origin) -> None:
+    """Raise when ``value`` is below the key's minimum or above its maximum."""
     if key.minimum is not None and value < key.minimum:
         raise key.bad(raw, origin, f"is less than {key.minimum}")
+    if key.maximum is not None and value > key.maximum:
+        raise key.bad(raw, origin, f"is more than {key.maximum}")
 
 
 def _parse_int(key: Key, raw: object, origin: _Origin) -> int:
-    """An integer at or above the key's minimum."""
+    """An integer within the key's range."""
     value = _text_or_native(key, raw, origin, (int,))
     if isinstance(value, str):
         text = value.strip()
         digits = text[1:] if text[:1] in "+-" else text
         if not (digits.isascii() and digits.isdigit()):
             raise key.bad(raw, origin, f"is not {key.noun}")
-        value = int(text)
+        try:
+            value = int(text)
+        except ValueError:
+            # Past the interpreter's limit on digits (4300 by default).
+            raise key.bad(raw, origin, "has too many digits")
     assert isinstance(value, int)
-    _check_minimum(key, value, raw, origin)
+    _check_range(key, value, raw, origin)
     return value
 
 
@@ -307,7 +345,7 @@ def _parse_float(key: Key, raw: object, origin: _Origin) -> float:
         raise key.bad(raw, origin, f"is not {key.noun}")
     if not math.isfinite(number):
         raise key.bad(raw, origin, "is not a finite number")
-    _check_minimum(key, number, raw, origin)
+    _check_range(key, number, raw, origin)
     return number
 
 
@@ -334,7 +372,7 @@ def _parse_size(key: Key, raw: object, origin: _Origin) -> int:
             size = parse_size(str(value))
         except ValueError:
             raise key.bad(raw, origin, f"is not {key.noun}")
-    _check_minimum(key, size, raw, origin)
+    _check_range(key, size, raw, origin)
     return size
 
 
@@ -382,8 +420,10 @@ def _choices_text(choices: tuple[str, ...]) -> str:
     return "use one of " + ", ".join(choices)
 
 
-def _int_allowed(minimum: int) -> str:
-    return f"set it to a whole number >= {minimum}"
+def _int_allowed(minimum: int, maximum: int | None = None) -> str:
+    if maximum is None:
+        return f"set it to a whole number >= {minimum}"
+    return f"set it to a whole number from {minimum} to {maximum}"
 
 
 _KEY_LIST = (
@@ -401,13 +441,14 @@ _KEY_LIST = (
     ),
     Key(
         "maxprocs",
-        "int >= 1",
+        f"int 1..{MAX_MAXPROCS}",
         None,
         "Worker threads that run tasks (Go's GOMAXPROCS).",
         default_text="usable CPUs (CPU affinity, limited by the cgroup CPU quota)",
         minimum=1,
+        maximum=MAX_MAXPROCS,
         noun="an integer",
-        allowed=_int_allowed(1),
+        allowed=_int_allowed(1, MAX_MAXPROCS),
         sample=2,
         parse=_parse_int,
         compute=lambda cpus: cpus,
@@ -418,6 +459,7 @@ _KEY_LIST = (
         64 << 20,
         "Capacity of the pool of reusable I/O buffers; beyond it buffers "
         "come from the heap.",
+        pending="the buffer pool",
         default_text="64MB",
         minimum=0,
         noun="a size",
@@ -430,6 +472,7 @@ _KEY_LIST = (
         "bool",
         True,
         "Whether sysmon hands off the queue of a worker stuck in one step.",
+        pending="preemption",
         noun="a boolean",
         allowed="use true/false, 1/0, yes/no or on/off",
         sample=False,
@@ -440,6 +483,7 @@ _KEY_LIST = (
         "int >= 1",
         10,
         "Milliseconds one task step may run before its worker counts as stuck.",
+        pending="preemption",
         minimum=1,
         noun="an integer",
         allowed=_int_allowed(1),
@@ -450,7 +494,8 @@ _KEY_LIST = (
         "gc",
         "choice",
         "governed",
-        "Garbage collector policy: governed (adaptive), default (CPython's) or off.",
+        "Garbage collector policy: governed (fewer young collections; the adaptive "
+        "governor is not yet built), default (CPython's) or off.",
         choices=GC_MODES,
         noun="a GC mode",
         allowed=_choices_text(GC_MODES),
@@ -475,6 +520,7 @@ _KEY_LIST = (
         "int >= 0",
         4,
         "Extra workers sysmon may start while every worker is stuck.",
+        pending="preemption",
         minimum=0,
         noun="an integer",
         allowed=_int_allowed(0),
@@ -497,7 +543,8 @@ _KEY_LIST = (
         "log",
         "level",
         "warning",
-        "Level of the curcor logger: debug, info, warning, error or critical.",
+        "Level of the curcor logger: debug, info, warning, error or critical "
+        "(applied when set; by default the logger keeps Python's settings).",
         choices=LOG_LEVELS,
         noun="a log level",
         allowed=_choices_text(LOG_LEVELS),
@@ -509,6 +556,7 @@ _KEY_LIST = (
         "int ms >= 0",
         0,
         "Period in milliseconds of the scheduler trace on stderr; 0 is off.",
+        pending="the trace",
         minimum=0,
         noun="an integer",
         allowed=_int_allowed(0),
@@ -520,6 +568,7 @@ _KEY_LIST = (
         "path",
         "",
         "Path of the control socket read by curcor ps and top; empty is off.",
+        pending="the control socket",
         default_text='"" (off)',
         noun="a path",
         allowed="use a short path, or empty for off",
@@ -848,13 +897,13 @@ def default_maxprocs(
     """The default of ``maxprocs``: usable CPUs, limited by the CPU quota.
 
     A fractional quota is rounded up (1.5 CPUs gives 2 workers); the result
-    is at least 1.
+    is at least 1 and at most :data:`MAX_MAXPROCS`.
     """
     cpus = usable_cpus()
     quota = cpu_quota(cgroup_root, proc_cgroup)
     if quota is not None:
         cpus = min(cpus, math.ceil(quota))
-    return max(1, cpus)
+    return max(1, min(cpus, MAX_MAXPROCS))
 
 
 # -- sources -------------------------------------------------------------------
@@ -894,7 +943,7 @@ def _load_toml(path: str) -> dict:
     """Parse a TOML file.
 
     Raises:
-        ConfigError: the file cannot be read or is not valid TOML.
+        ConfigFileError: the file cannot be read or is not valid TOML.
     """
     import tomllib
 
@@ -903,14 +952,14 @@ def _load_toml(path: str) -> dict:
             return tomllib.load(file)
     except tomllib.TOMLDecodeError as exc:
         detail = str(exc).replace("\n", " ")
-        raise ConfigError(
+        raise ConfigFileError(
             f"{path} is not valid TOML: {detail}; fix the syntax there "
             f"(keys look like maxprocs = 2)"
         )
     except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8")
+        raise ConfigFileError(f"{path} is not UTF-8 text; save it as UTF-8")
     except OSError as exc:
-        raise ConfigError(
+        raise ConfigFileError(
             f"cannot read {path}: {exc.strerror}; make it readable or remove it"
         )
 
@@ -921,8 +970,8 @@ def _file_layer(root: str) -> tuple[dict, _FileOrigin] | None:
     ``curcor.toml`` wins over ``[tool.curcor]`` in ``pyproject.toml``.
 
     Raises:
-        ConfigError: a file is not valid TOML or ``[tool.curcor]`` is not
-            a table.
+        ConfigFileError: a file is not valid TOML or ``[tool.curcor]`` is
+            not a table.
     """
     path = os.path.join(root, "curcor.toml")
     if os.path.isfile(path):
@@ -936,7 +985,7 @@ def _file_layer(root: str) -> tuple[dict, _FileOrigin] | None:
         return None
     where = f"[tool.curcor] of {path}"
     if not isinstance(table, dict):
-        raise ConfigError(
+        raise ConfigFileError(
             f"tool.curcor = {_toml(table)} in {path} is {_kind_of(table)}, "
             f"not a table; write a [tool.curcor] section with keys such as "
             f"maxprocs = 2"
@@ -976,6 +1025,16 @@ def parse_env(name: str, text: str) -> object:
     if key is None:
         raise KeyError(name)
     return KEYS[key].parse(text, _EnvOrigin(name))
+
+
+def parse_flag(name: str, text: str) -> object:
+    """Check ``text`` given to the ``curcor run`` flag of key ``name``.
+
+    Raises:
+        ConfigError: ``text`` is bad for the key.
+        KeyError: ``name`` is not a key.
+    """
+    return KEYS[name].parse(text, _FlagOrigin(name))
 
 
 def _flag_key(flag: str) -> str:
@@ -1019,14 +1078,61 @@ def load_config(
         ConfigError: a value, a file or a flag is bad; the message says
             what, where it came from and what is allowed.
     """
+    values, sources = _gather(root, env, flags, start, only=None)
+    _fill_defaults(values, sources, cpus=None)
+    return Config._from_checked(values, sources)
+
+
+def load_key(
+    name: str,
+    *,
+    root: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    start: Path | str | None = None,
+    skip_file: bool = False,
+) -> tuple[object, str]:
+    """Read one key as :func:`load_config` would; return (value, source).
+
+    The other keys are not checked, so a bad value elsewhere does not hide
+    this one (``curcor doctor`` reports each key in its own row). The
+    arguments are those of :func:`load_config`; ``skip_file`` leaves the
+    project's file out.
+
+    Raises:
+        ConfigFileError: the project's file as a whole is bad.
+        ConfigError: the key's own value is bad.
+        KeyError: ``name`` is not a key.
+    """
+    if name not in KEYS:
+        raise KeyError(name)
+    values, sources = _gather(
+        root, env, None, start, only=name, read_file=not skip_file
+    )
+    _fill_defaults(values, sources, cpus=None)
+    return values[name], sources[name]
+
+
+def _gather(
+    root: Path | str | None,
+    env: Mapping[str, str] | None,
+    flags: Mapping[str, str] | None,
+    start: Path | str | None,
+    only: str | None,
+    read_file: bool = True,
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Check the values every source sets: of every key, or of ``only``.
+
+    Raises:
+        ConfigError: a value, a file or a flag is bad.
+    """
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
 
     # Stage 1: the project's file.
-    if root is None:
+    if root is None and read_file:
         root = _find_root_dir(os.fspath(start) if start else _main_dir())
-    if root is not None:
-        _apply_file(os.path.abspath(os.fspath(root)), values, sources)
+    if root is not None and read_file:
+        _apply_file(os.path.abspath(os.fspath(root)), values, sources, only)
 
     # Stage 2: the environment, GOMAXPROCS below CURCOR_MAXPROCS.
     environ = os.environ if env is None else env
@@ -1036,22 +1142,25 @@ def load_config(
             continue
         key = env_key(var)
         assert key is not None
+        if only is not None and key != only:
+            continue
         values[key] = parse_env(var, text)
         sources[key] = var
 
     # Stage 3: the flags of curcor run.
     for flag, text in (flags or {}).items():
         name = _flag_key(flag)
+        if only is not None and name != only:
+            continue
         origin = _FlagOrigin(name)
         values[name] = KEYS[name].parse(text, origin)
         sources[name] = origin.label
-
-    _fill_defaults(values, sources, cpus=None)
-    return Config._from_checked(values, sources)
+    return values, sources
 
 
-def _apply_file(root: str, values: dict, sources: dict) -> None:
-    """Take the settings of the file at ``root`` into ``values``.
+def _apply_file(root: str, values: dict, sources: dict, only: str | None) -> None:
+    """Take the settings of the file at ``root`` into ``values``: every key,
+    or only the key ``only`` (other keys, known or not, are then skipped).
 
     Raises:
         ConfigError: the file is bad.
@@ -1061,6 +1170,8 @@ def _apply_file(root: str, values: dict, sources: dict) -> None:
         return
     table, origin = layer
     for name, raw in table.items():
+        if only is not None and name != only:
+            continue
         if name not in KEYS:
             raise _unknown_key(name, origin.where)
         values[name] = KEYS[name].parse(raw, origin)

@@ -456,6 +456,7 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
     except BaseException:
         coro.close()
         raise
+    _apply_log_level(rt.config)
     line = f"curcor: scheduler booted on {sched.n} OS threads"
     if announce:
         sys.stderr.write(line + "\n")
@@ -490,6 +491,14 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
         global _last_stats
         _last_stats = snapshot(rt)
     return _outcome(rt, main)
+
+
+def _apply_log_level(config: Any) -> None:
+    """Set the ``curcor`` logger's level when the ``log`` key was given."""
+    sources = getattr(config, "sources", {})
+    if sources.get("log", "default") == "default":
+        return
+    _log().setLevel(str(config.log).upper())
 
 
 def _stop_all(rt: Runtime) -> None:

@@ -5,6 +5,10 @@ FAIL; the command exits 1 when any row fails. The checks: the interpreter,
 the poller backend, the CURCOR_* variables, the project's config file, the
 CPU quota against maxprocs, the open-file limit, and the integrity of every
 installed distribution against the sha256 hashes of its RECORD.
+
+A row reflects only its own check: a bad value is reported by the row of
+the source it came from, and a row that needs one key (the backend,
+maxprocs) reads that key alone.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import sys
 from curcor._core.config import (
     KEYS,
     ConfigError,
+    ConfigFileError,
     available_backends,
     cpu_quota,
     default_maxprocs,
     env_key,
     find_root,
     load_config,
+    load_key,
     parse_env,
     resolve_backend,
     usable_cpus,
@@ -62,17 +68,35 @@ def check_interpreter() -> Iterator[Row]:
     yield ("interpreter", OK, detail)
 
 
+def _setting(name: str) -> tuple[object, str, str]:
+    """(value, source, note) of one key, read from the current directory.
+
+    Bad values of other keys are not this row's business. A project file
+    that cannot be parsed is left out (the config file row reports it), and
+    the note says so.
+
+    Raises:
+        ConfigError: the key's own value is bad.
+    """
+    try:
+        value, source = load_key(name, start=os.getcwd())
+    except ConfigFileError:
+        value, source = load_key(name, skip_file=True)
+        return value, source, "; the project file was not read (it is bad)"
+    return value, source, ""
+
+
 def check_backend() -> Iterator[Row]:
     """The configured poller backend must be available here."""
     choices = ", ".join(available_backends())
     try:
-        config = load_config(start=os.getcwd())
-    except ConfigError:
-        # The env and config-file checks below name the bad value.
-        yield ("backend", WARN, f"auto resolves to {resolve_backend()}; {choices}")
+        scheduler, _source, note = _setting("scheduler")
+    except ConfigError as exc:
+        yield ("backend", FAIL, str(exc))
         return
-    resolved = resolve_backend(config.scheduler)
-    detail = f"{config.scheduler} -> {resolved} (available: {choices})"
+    assert isinstance(scheduler, str)
+    resolved = resolve_backend(scheduler)
+    detail = f"{scheduler} -> {resolved} (available: {choices}){note}"
     yield ("backend", OK, detail)
 
 
@@ -149,14 +173,15 @@ def check_cpus() -> Iterator[Row]:
     limit = f"{cpus} CPUs in the affinity mask, cgroup quota "
     limit += "none" if quota is None else f"{quota:g} CPUs"
     try:
-        config = load_config(start=os.getcwd())
+        maxprocs, source, note = _setting("maxprocs")
     except ConfigError:
-        yield ("cpu quota", WARN, limit + "; maxprocs unknown (bad configuration)")
+        # Its own row (env vars or config file) names the bad value.
+        yield ("cpu quota", OK, limit + "; maxprocs not compared (its value is bad)")
         return
+    assert isinstance(maxprocs, int)
     usable = default_maxprocs()
-    source = config.sources["maxprocs"]
-    detail = f"maxprocs {config.maxprocs} ({source}); {limit}"
-    if config.maxprocs > usable:
+    detail = f"maxprocs {maxprocs} ({source}); {limit}{note}"
+    if maxprocs > usable:
         tip = f"; lower maxprocs to {usable} to avoid oversubscription"
         yield ("cpu quota", WARN, detail + tip)
     else:

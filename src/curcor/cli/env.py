@@ -2,6 +2,8 @@
 as ``go env`` shows Go's.
 
 The text form is valid TOML, so a line can be pasted into ``curcor.toml``.
+A key whose machinery is not built yet says so beside its source: its value
+is validated and recorded, and has no effect yet.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import sys
 
 from curcor._core.config import (
+    KEYS,
     Config,
     ConfigError,
     find_root,
@@ -58,6 +61,9 @@ def render_text(config: Config, root: str | None) -> str:
         note = config.sources[name]
         if name == "scheduler":
             note += f"; resolves to {resolve_backend(config.scheduler)}"
+        pending = KEYS[name].pending
+        if pending:
+            note += f"; no effect until {pending} is built"
         lines.append(f"{pair:<{width}}  # {note}")
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ The tree it writes::
     NAME/
       pyproject.toml        depends on curcor; pytest finds src/
       curcor.toml           every key, commented out, with its default
+                            (an example where the machine sets it)
       src/PACKAGE/__init__.py
       src/PACKAGE/main.py   async def main: a producer and a channel
       tests/test_main.py    an async test of main
@@ -79,10 +80,23 @@ def package_name(name: str) -> str:
     return package
 
 
+# Keys whose default is computed from the machine: the template shows an
+# example value and names the default in words, so the file written does not
+# depend on the machine that ran curcor init.
+_MACHINE_DEFAULTS = {
+    "maxprocs": (4, "the CPUs this process may use"),
+    "to_thread_max": (8, "min(32, the CPUs this process may use + 4)"),
+}
+
+
 def _curcor_toml() -> str:
-    """A curcor.toml with every key commented out at its default."""
+    """A curcor.toml with every key commented out at its default.
+
+    The text is the same on every machine (see _MACHINE_DEFAULTS).
+    """
     lines = [
-        "# Curcor settings for this project. Every key is shown at its default;",
+        "# Curcor settings for this project. Every key is shown at its default",
+        "# (an example value where the default depends on the machine);",
         "# uncomment a line to change it. CURCOR_<KEY> variables and",
         "# `curcor run --<key> VALUE` flags override this file.",
         "",
@@ -97,8 +111,13 @@ def _curcor_toml() -> str:
 
 
 def _default_literal(key) -> str:
-    """The default of ``key`` as a TOML literal (a sample where computed)."""
-    value = key.sample if key.default is None else key.default
+    """The default of ``key`` as a TOML literal (an example where computed)."""
+    if key.default is None:
+        example, default = _MACHINE_DEFAULTS.get(
+            key.name, (key.sample, key.default_text)
+        )
+        return f"{example}  # default: {default}"
+    value = key.default
     if key.name == "mempool_size":
         return f'"{format_size(value)}"'
     if isinstance(value, bool):
@@ -107,8 +126,7 @@ def _default_literal(key) -> str:
         return f'"{value}"'
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    suffix = f"  # default: {key.default_text}" if key.default is None else ""
-    return f"{value}{suffix}"
+    return str(value)
 
 
 _PYPROJECT = """\

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from curcor._core.config import KEYS, ConfigError, load_config
+from curcor._core.config import KEYS, ConfigError, load_config, parse_flag
 from curcor._core.errors import DeadlockError, Terminated, ThreadCreateError
 
 TYPE_CHECKING = False
@@ -92,14 +92,65 @@ def _take_flag(argv: list[str], i: int, flags: dict) -> int:
             f"unknown flag {flag} for curcor run{_suggest_flag(flag)}; "
             f"see curcor run --help for the flags"
         )
+    key = KEYS[_FLAGS[flag]]
     if not eq:
         if i + 1 >= len(argv):
-            sample = KEYS[_FLAGS[flag]].sample
-            raise UsageError(f"{flag} needs a value, e.g. {flag} {sample}")
+            raise UsageError(f"{flag} needs a value, e.g. {flag} {key.sample_text}")
         i += 1
         value = argv[i]
-    flags[_FLAGS[flag]] = value
+        _check_not_swallowed(flag, value, argv[i + 1 :])
+    flags[key.name] = value
     return i + 1
+
+
+def _check_not_swallowed(flag: str, value: str, rest: list[str]) -> None:
+    """Refuse a flag that took as its value what was meant as the next flag
+    or as the target (``curcor run --maxprocs app.py``).
+
+    A value spelt as a flag or ``-m`` was the next flag. A value ending in
+    .py was the target; so was one, when no target is left after it, that
+    the key refuses or that names a path or a ``MODULE:FUNC``.
+
+    Raises:
+        UsageError: the flag has no value of its own.
+    """
+    key = KEYS[_FLAGS[flag]]
+    fix = f"{flag} {key.sample_text}"
+    if value.partition("=")[0] in (*_FLAGS, "--") or value.startswith("-m"):
+        raise UsageError(f"{flag} needs a value before {value}, e.g. {fix}")
+    if value.endswith(".py") or (
+        not _target_left(rest)
+        and (os.path.exists(value) or _looks_like_func(value) or not _fits(key, value))
+    ):
+        raise UsageError(
+            f"{flag} needs a value before the target; write curcor run {fix} {value}"
+        )
+
+
+def _target_left(rest: list[str]) -> bool:
+    """Whether anything but flags with their values follows in ``rest``."""
+    j = 0
+    while j < len(rest):
+        if not rest[j].startswith("--") or rest[j] == "--":
+            return True
+        j += 1 if "=" in rest[j] else 2
+    return False
+
+
+def _fits(key, value: str) -> bool:
+    """Whether ``value`` is a good value for ``key`` given as a flag."""
+    try:
+        parse_flag(key.name, value)
+    except ConfigError:
+        return False
+    return True
+
+
+def _looks_like_func(target: str) -> bool:
+    """Whether ``target`` is spelt like MODULE:FUNC."""
+    module, colon, func = target.partition(":")
+    parts = [*module.split("."), *func.split(".")]
+    return bool(colon) and all(part.isidentifier() for part in parts)
 
 
 def _kind(target: str) -> str:
@@ -249,7 +300,11 @@ def _check_module(name: str) -> str | None:
         if not _missing_module(exc, name):
             raise
         spec = None
-    except ValueError:
+    except ValueError as exc:
+        # find_spec's own ValueError (a parent whose __spec__ is None) means
+        # no module; one raised by a parent package's code is the program's.
+        if _has_program_frame(exc):
+            raise
         spec = None
     if spec is None:
         raise _no_module(name)
@@ -381,31 +436,58 @@ def _launch(request: Request, source: str | None, runtime) -> None:
 
 
 def _is_ours(filename: str) -> bool:
-    """Whether a frame belongs to runpy or to curcor's CLI and core."""
-    if filename == "<frozen runpy>" or filename.endswith(f"{os.sep}runpy.py"):
+    """Whether a frame belongs to the machinery that loads the program:
+    curcor's CLI and core, runpy, or importlib.
+    """
+    if filename.startswith(("<frozen runpy>", "<frozen importlib.")):
         return True
-    return filename.startswith(_CURCOR_DIRS)
+    return filename.startswith(_LOADER_DIRS) or filename == _RUNPY
 
 
 _CURCOR_DIRS = tuple(
     os.path.join(os.path.dirname(os.path.dirname(__file__)), part) + os.sep
     for part in ("cli", "_core")
 )
+# Where runpy and importlib live when they are not frozen into the binary.
+_STDLIB = os.path.dirname(os.__file__)
+_RUNPY = os.path.join(_STDLIB, "runpy.py")
+_LOADER_DIRS = (*_CURCOR_DIRS, os.path.join(_STDLIB, "importlib") + os.sep)
 
 
 def _print_traceback(exc: BaseException) -> None:
     """Print an uncaught exception as Python would, without curcor's frames.
 
-    The leading frames of runpy, this command and the runtime are dropped
-    when a frame of the program follows them; a failure inside curcor
-    itself keeps its whole traceback.
+    The leading frames of this command, the runtime, runpy and importlib
+    are dropped when a frame of the program follows them: the traceback
+    starts where the program's code does, also for an error raised while
+    the target is imported. A SyntaxError in the program's own source has
+    no frame of the program, and is printed as ``python FILE.py`` prints
+    it: the file, line, caret and message, without a traceback. Any other
+    failure inside curcor itself keeps its whole traceback.
     """
     tb = exc.__traceback__
     while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
-    if tb is None:
+    if tb is None and not _is_syntax_error_of_program(exc):
         tb = exc.__traceback__
     sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+
+
+def _has_program_frame(exc: BaseException) -> bool:
+    """Whether a frame of the program is in ``exc``'s traceback."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if not _is_ours(tb.tb_frame.f_code.co_filename):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _is_syntax_error_of_program(exc: BaseException) -> bool:
+    """Whether ``exc`` is a SyntaxError in a file that is not curcor's."""
+    if not isinstance(exc, SyntaxError):
+        return False
+    return not _is_ours(os.path.abspath(exc.filename or ""))
 
 
 def exit_status(exc: BaseException) -> int:
@@ -439,6 +521,16 @@ def exit_status(exc: BaseException) -> int:
     return 2
 
 
+def _argv0(request: Request, source: str | None) -> str:
+    """``sys.argv[0]`` for the program, as ``python`` sets it: the file as
+    written for FILE.py; the module's file for ``-m`` (python -m sets it so
+    while the module runs, and it stays so while its async main runs).
+    """
+    if request.kind == "module" and source:
+        return source
+    return request.target
+
+
 def execute(request: Request) -> int:
     """Configure the runtime, run the request and return the exit status."""
     start = _root_start(request)
@@ -450,7 +542,7 @@ def execute(request: Request) -> int:
     except BaseException as exc:
         return exit_status(exc)
     runtime.set_process_defaults(config, announce=True)
-    sys.argv = [request.target, *request.args]
+    sys.argv = [_argv0(request, source), *request.args]
     try:
         _launch(request, source, runtime)
     except BaseException as exc:
