@@ -21,9 +21,13 @@ from .stream import (
     Stream,
     WriteBufferFull,
     dial_tcp,
+    dial_unix,
     listen_tcp,
+    listen_unix,
     serve_tcp,
+    serve_unix,
 )
+from .tls import TLSError, TLSSocket
 
 __all__ = [
     "BusyResourceError",
@@ -33,12 +37,17 @@ __all__ = [
     "Listener",
     "Socket",
     "Stream",
+    "TLSError",
+    "TLSSocket",
     "WriteBufferFull",
     "dial_tcp",
+    "dial_unix",
     "getaddrinfo",
     "listen_tcp",
+    "listen_unix",
     "notify_closing",
     "serve_tcp",
+    "serve_unix",
     "socket",
     "wait_readable",
     "wait_writable",

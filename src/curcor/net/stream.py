@@ -179,21 +179,31 @@ class Stream:
 
 
 class Listener:
-    """A listening TCP socket: ``await listener.accept()`` gives a ``Stream``."""
+    """A listening socket: ``await listener.accept()`` gives a ``Stream``.
 
-    def __init__(self, sock: Socket) -> None:
+    With ``ssl`` (a server ``SSLContext``) each stream speaks TLS; its
+    handshake runs on first use, in the task that handles the connection.
+    """
+
+    def __init__(self, sock: Socket, ssl: Any = None) -> None:
         self.socket = sock
+        self.ssl = ssl
 
     @property
     def port(self) -> int:
-        """The port it listens on (useful after binding port 0)."""
+        """The TCP port it listens on (useful after binding port 0)."""
         return int(self.socket.getsockname()[1])
 
     async def accept(self) -> Stream:
         """The next connection, as a ``Stream``."""
         conn, _addr = await self.socket.accept()
-        conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-        return Stream(conn)
+        if conn.raw.family in (_socket.AF_INET, _socket.AF_INET6):
+            conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        if self.ssl is None:
+            return Stream(conn)
+        from .tls import TLSSocket
+
+        return Stream(TLSSocket(conn, self.ssl, server_side=True))  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop listening."""
@@ -207,9 +217,12 @@ class Listener:
 
 
 async def listen_tcp(
-    host: str = "127.0.0.1", port: int = 0, *, backlog: int = 128
+    host: str = "127.0.0.1", port: int = 0, *, backlog: int = 128, ssl: Any = None
 ) -> Listener:
-    """Listen on ``host:port`` (port 0 picks a free one; see ``.port``)."""
+    """Listen on ``host:port`` (port 0 picks a free one; see ``.port``).
+
+    ``ssl``: a server ``ssl.SSLContext`` to accept TLS connections.
+    """
     infos = await getaddrinfo(
         host, port, type=_socket.SOCK_STREAM, flags=_socket.AI_PASSIVE
     )
@@ -222,14 +235,21 @@ async def listen_tcp(
     except BaseException:
         raw.close()
         raise
-    return Listener(Socket(raw))
+    return Listener(Socket(raw), ssl)
 
 
-async def dial_tcp(host: str, port: int) -> Stream:
+async def dial_tcp(
+    host: str, port: int, *, ssl: Any = None, server_hostname: str | None = None
+) -> Stream:
     """Connect to ``host:port`` (names resolved off the workers).
+
+    ``ssl``: True for the default client context, or an ``ssl.SSLContext``;
+    the TLS handshake completes before this returns, checking the server's
+    certificate against ``server_hostname`` (default: ``host``).
 
     Raises:
         OSError: every address the name resolved to refused or failed.
+        TLSError: the TLS handshake failed.
     """
     infos = await getaddrinfo(host, port, type=_socket.SOCK_STREAM)
     last: OSError | None = None
@@ -245,10 +265,50 @@ async def dial_tcp(host: str, port: int) -> Stream:
             sock.close()
             raise
         sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-        return Stream(sock)
+        if ssl is None or ssl is False:
+            return Stream(sock)
+        return await _tls_client(sock, ssl, server_hostname or host)
     raise OSError(
         errno.ECONNREFUSED, f"could not connect to {host}:{port}: {last}"
     ) from last
+
+
+async def _tls_client(sock: Socket, ssl: Any, hostname: str) -> Stream:
+    import ssl as _ssl
+
+    from .tls import TLSSocket
+
+    context = _ssl.create_default_context() if ssl is True else ssl
+    tls = TLSSocket(sock, context, server_hostname=hostname)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        sock.close()
+        raise
+    return Stream(tls)  # type: ignore[arg-type]
+
+
+async def listen_unix(path: str, *, backlog: int = 128) -> Listener:
+    """Listen on the Unix socket ``path`` (which must not exist yet)."""
+    raw = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        raw.bind(path)
+        raw.listen(backlog)
+    except BaseException:
+        raw.close()
+        raise
+    return Listener(Socket(raw))
+
+
+async def dial_unix(path: str) -> Stream:
+    """Connect to the Unix socket ``path``."""
+    sock = Socket(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM))
+    try:
+        await sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return Stream(sock)
 
 
 # Seconds an accept loop waits after EMFILE/ENFILE before trying again.
@@ -261,6 +321,7 @@ async def serve_tcp(
     port: int = 0,
     *,
     backlog: int = 128,
+    ssl: Any = None,
     task_status: Any = TASK_STATUS_IGNORED,
 ) -> None:
     """Serve TCP: run ``await handler(stream)`` in its own task per connection.
@@ -269,15 +330,38 @@ async def serve_tcp(
     ``port = await tg.start(serve_tcp, handler)`` works. Runs until
     cancelled; each stream is closed when its handler returns. When the
     process runs out of descriptors (EMFILE/ENFILE) it logs once, waits a
-    little and keeps serving.
+    little and keeps serving. With ``ssl`` (a server context) connections
+    speak TLS; a client whose handshake fails is logged and dropped.
     """
+    listener = await listen_tcp(host, port, backlog=backlog, ssl=ssl)
+    await _serve(listener, handler, listener.port, task_status)
+
+
+async def serve_unix(
+    handler: Any,
+    path: str,
+    *,
+    backlog: int = 128,
+    task_status: Any = TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the Unix socket ``path`` as ``serve_tcp`` serves a port.
+
+    Reports ``path`` through ``task_status.started(path)``.
+    """
+    listener = await listen_unix(path, backlog=backlog)
+    await _serve(listener, handler, path, task_status)
+
+
+async def _serve(
+    listener: Listener, handler: Any, where: Any, task_status: Any
+) -> None:
+    """The accept loop shared by serve_tcp and serve_unix."""
     from .._core.clock import sleep
 
-    listener = await listen_tcp(host, port, backlog=backlog)
     warned = False
     async with TaskGroup() as tg:
         try:
-            task_status.started(listener.port)
+            task_status.started(where)
             while True:
                 try:
                     stream = await listener.accept()
@@ -288,9 +372,8 @@ async def serve_tcp(
                         import logging
 
                         logging.getLogger("curcor").warning(
-                            "accept on port %d: %s; backing off until "
-                            "descriptors free up",
-                            listener.port,
+                            "accept on %s: %s; backing off until descriptors free up",
+                            where,
                             exc,
                         )
                         warned = True
@@ -303,6 +386,16 @@ async def serve_tcp(
 
 async def _serve_one(handler: Any, stream: Stream) -> None:
     try:
+        if hasattr(stream.socket, "do_handshake"):
+            from .tls import TLSError
+
+            try:
+                await stream.socket.do_handshake()
+            except (TLSError, OSError) as exc:
+                import logging
+
+                logging.getLogger("curcor").info("dropped a connection: %s", exc)
+                return
         await handler(stream)
     finally:
         stream.close()

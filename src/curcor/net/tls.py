@@ -1,0 +1,180 @@
+"""TLS over curcor sockets, through ``ssl.SSLObject`` and memory BIOs.
+
+``TLSSocket`` speaks TLS over a connected ``Socket`` and offers the same
+``recv``/``send``/``close`` a ``Stream`` needs, so ``Stream(TLSSocket(...))``
+is a TLS stream. The handshake runs on first use (or ``await
+do_handshake()``); a failed one raises ``TLSError`` naming the peer.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Any
+
+from .socket import Socket
+
+# Bytes pulled from the socket per read. Arbitrary; matches the streams.
+PULL_SIZE = 64 * 1024
+
+
+class TLSError(ssl.SSLError):
+    """The TLS handshake or session failed; the message names the peer."""
+
+
+class TLSSocket:
+    """A TLS session over a connected ``Socket`` (client or server side).
+
+    One task may read while another writes. Lock rule: ``_lock`` guards the
+    ``SSLObject`` and both memory BIOs; it is never held across an await.
+    """
+
+    def __init__(
+        self,
+        sock: Socket,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+    ) -> None:
+        self.socket = sock
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(
+            self._in,
+            self._out,
+            server_side=server_side,
+            server_hostname=server_hostname,
+        )
+        self._lock = threading.Lock()
+        self._handshake_done = False
+        self._handshake_lock: Any = None  # a curcor Mutex, made on first use
+        self._peer = server_hostname
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            return fn(*args)
+
+    async def _flush(self) -> None:
+        """Send whatever the TLS machine wrote to its outgoing BIO."""
+        with self._lock:
+            data = self._out.read()
+        if data:
+            await self.socket.sendall(data)
+
+    async def _pull(self) -> None:
+        """Feed the TLS machine what the peer sent (or its end of stream)."""
+        data = await self.socket.recv(PULL_SIZE)
+        with self._lock:
+            if data:
+                self._in.write(data)
+            else:
+                self._in.write_eof()
+
+    def _where(self) -> str:
+        try:
+            return str(self.socket.getpeername())
+        except OSError:
+            return self._peer or "the peer"
+
+    # -- the session ----------------------------------------------------------------
+
+    async def do_handshake(self) -> None:
+        """Run the TLS handshake (once; later calls return at once).
+
+        Raises:
+            TLSError: the handshake failed (bad certificate, wrong name,
+                protocol mismatch, or the peer hung up).
+        """
+        if self._handshake_done:
+            return
+        if self._handshake_lock is None:
+            from .._core.sync import Mutex
+
+            self._handshake_lock = Mutex()
+        async with self._handshake_lock:
+            while not self._handshake_done:
+                try:
+                    self._call(self._obj.do_handshake)
+                    self._handshake_done = True
+                except ssl.SSLWantReadError:
+                    await self._flush()
+                    await self._pull()
+                    continue
+                except ssl.SSLError as exc:
+                    await self._flush_quietly()
+                    raise TLSError(
+                        f"TLS handshake with {self._where()} failed: {exc}"
+                    ) from exc
+                await self._flush()
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._flush()
+        except OSError:
+            pass
+
+    async def recv(self, bufsize: int) -> bytes:
+        """Up to ``bufsize`` decrypted bytes; ``b""`` when the peer closed."""
+        await self.do_handshake()
+        while True:
+            try:
+                return self._call(self._obj.read, bufsize)
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._pull()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            except ssl.SSLError as exc:
+                raise TLSError(f"TLS session with {self._where()}: {exc}") from exc
+
+    async def send(self, data: Any) -> int:
+        """Encrypt and send ``data``; returns its length."""
+        await self.do_handshake()
+        try:
+            n = self._call(self._obj.write, data)
+        except ssl.SSLError as exc:
+            raise TLSError(f"TLS session with {self._where()}: {exc}") from exc
+        await self._flush()
+        return int(n)
+
+    async def sendall(self, data: Any) -> None:
+        """Send all of ``data``."""
+        view = memoryview(data).cast("B")
+        while view:
+            sent = await self.send(view)
+            view = view[sent:]
+
+    # -- what a Stream uses besides recv/send -----------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self.socket.closed
+
+    def close(self) -> None:
+        """Close the connection (without a TLS close_notify)."""
+        self.socket.close()
+
+    def getpeername(self) -> Any:
+        """The remote address."""
+        return self.socket.getpeername()
+
+    def getsockname(self) -> Any:
+        """The local address."""
+        return self.socket.getsockname()
+
+    def setsockopt(self, *args: Any) -> None:
+        """``socket.setsockopt`` on the underlying socket."""
+        self.socket.setsockopt(*args)
+
+    @property
+    def selected_alpn_protocol(self) -> str | None:
+        """The ALPN protocol agreed in the handshake, if any."""
+        return self._obj.selected_alpn_protocol()
+
+    def getpeercert(self) -> Any:
+        """The peer's certificate (after the handshake)."""
+        return self._obj.getpeercert()

@@ -1,0 +1,149 @@
+"""TLS (with a certificate authority made in the test) and Unix sockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+
+import pytest
+import trustme
+
+import curcor
+from curcor import net
+
+real = pytest.mark.curcor(clock="real")
+
+
+@pytest.fixture
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_context(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture
+def client_context(ca):
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
+
+
+async def _echo(stream: net.Stream) -> None:
+    while data := await stream.read():
+        stream.write(data)
+        await stream.drain()
+
+
+@real
+async def test_tls_echo_with_a_verified_certificate(server_context, client_context):
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(
+            lambda task_status: net.serve_tcp(
+                _echo, ssl=server_context, task_status=task_status
+            )
+        )
+        s = await net.dial_tcp("localhost", port, ssl=client_context)
+        payload = os.urandom(200_000)
+        s.write(payload)
+        reader = curcor.go(s.read_exactly(len(payload)))
+        await s.drain()
+        assert await reader.join() == payload
+        assert s.socket.getpeercert()["subjectAltName"]  # type: ignore[attr-defined]
+        s.close()
+        tg.cancel_scope.cancel()
+
+
+@real
+async def test_tls_handshake_with_an_untrusted_certificate_is_a_clear_error(
+    server_context,
+):
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(
+            lambda task_status: net.serve_tcp(
+                _echo, ssl=server_context, task_status=task_status
+            )
+        )
+        untrusting = ssl.create_default_context()  # does not know the test CA
+        with pytest.raises(net.TLSError, match="handshake with .* failed"):
+            await net.dial_tcp("localhost", port, ssl=untrusting)
+        tg.cancel_scope.cancel()
+
+
+@real
+async def test_tls_checks_the_server_name(server_context, client_context):
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(
+            lambda task_status: net.serve_tcp(
+                _echo, ssl=server_context, task_status=task_status
+            )
+        )
+        with pytest.raises(net.TLSError, match="failed"):
+            await net.dial_tcp(
+                "127.0.0.1", port, ssl=client_context, server_hostname="example.org"
+            )
+        tg.cancel_scope.cancel()
+
+
+@real
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+async def test_openssl_s_client_talks_to_a_tls_server(ca, server_context, tmp_path):
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    async def one_line(stream: net.Stream) -> None:
+        stream.write(await stream.read_until(b"\n"))
+        await stream.drain()  # then the server closes; s_client exits
+
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(
+            lambda task_status: net.serve_tcp(
+                one_line, ssl=server_context, task_status=task_status
+            )
+        )
+
+        def client() -> str:
+            out = subprocess.run(
+                [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"127.0.0.1:{port}",
+                    "-servername",
+                    "localhost",
+                    "-CAfile",
+                    str(ca_file),
+                    "-quiet",
+                    "-ign_eof",
+                    "-verify_return_error",
+                ],
+                input=b"through openssl\n",
+                capture_output=True,
+                timeout=20,
+            )
+            return out.stdout.decode()
+
+        assert "through openssl" in await curcor.to_thread(client)
+        tg.cancel_scope.cancel()
+
+
+@real
+async def test_unix_socket_echo(tmp_path):
+    path = str(tmp_path / "echo.sock")
+    async with curcor.TaskGroup() as tg:
+        where = await tg.start(
+            lambda task_status: net.serve_unix(_echo, path, task_status=task_status)
+        )
+        assert where == path
+        s = await net.dial_unix(path)
+        s.write(b"over unix\n")
+        await s.drain()
+        assert await s.read_until(b"\n") == b"over unix\n"
+        s.close()
+        tg.cancel_scope.cancel()
