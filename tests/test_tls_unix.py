@@ -71,7 +71,7 @@ async def test_tls_handshake_with_an_untrusted_certificate_is_a_clear_error(
             )
         )
         untrusting = ssl.create_default_context()  # does not know the test CA
-        with pytest.raises(net.TLSError, match="handshake with .* failed"):
+        with pytest.raises(net.TLSError, match=r"handshake with .* failed"):
             await net.dial_tcp("localhost", port, ssl=untrusting)
         tg.cancel_scope.cancel()
 
