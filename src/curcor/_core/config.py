@@ -459,7 +459,6 @@ _KEY_LIST = (
         64 << 20,
         "Capacity of the pool of reusable I/O buffers; beyond it buffers "
         "come from the heap.",
-        pending="the buffer pool",
         default_text="64MB",
         minimum=0,
         noun="a size",

@@ -105,6 +105,9 @@ class Runtime:
         self.sched.task_failed = self._task_failed  # type: ignore[method-assign]
         self.sched.on_all_blocked = self._on_all_blocked
         self.sched.outside_work_hook = self._take_signals
+        from .mempool import BufferPool
+
+        self.sched.mempool = BufferPool(int(getattr(config, "mempool_size", 64 << 20)))
         self.crash: BaseException | None = None
         # Failed tasks whose handle is held and not yet joined, by id().
         # Lock rule: single dict operations only (atomic), from any worker.
@@ -734,8 +737,10 @@ def snapshot(rt: Runtime | None) -> Any:
         timers_fired=sched.timers.fired,
         netpoll_waits=sched.poller.waits,
         thread_calls_in_flight=sched.thread_work,
-        pool_hits=0,
-        pool_misses=0,
+        pool_hits=sched.mempool.hits,
+        pool_misses=sched.mempool.misses,
+        pool_bytes=sched.mempool.pooled,
+        pool_bytes_lent=sched.mempool.lent,
         gc_collections=rt.gc_collections,
         gc_pause_total=rt.gc_pause_total,
         gc_pause_max=rt.gc_pause_max,

@@ -545,6 +545,7 @@ class Scheduler:
         self.spread = not gil
         self.all_tasks: set[Task] = set()
         self.draining = False  # main has returned; the rest are cancelled
+        self.mempool: Any = None  # the runtime's BufferPool, set at boot
         self.workers = [Worker(self, i) for i in range(n)]
         if seed is not None:
             import random

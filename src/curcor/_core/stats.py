@@ -39,8 +39,10 @@ class Stats:
     timers_fired: int = 0
     netpoll_waits: int = 0  # times an idle worker blocked in the poller
     thread_calls_in_flight: int = 0  # now: to_thread calls running
-    pool_hits: int = 0  # buffer pool (arrives with the network layer)
-    pool_misses: int = 0
+    pool_hits: int = 0  # buffer pool: requests served by a reused buffer
+    pool_misses: int = 0  # requests that needed a new (or heap) buffer
     gc_collections: int = 0  # while the runtime ran
     gc_pause_total: float = 0.0
     gc_pause_max: float = 0.0
+    pool_bytes: int = 0  # now: bytes the buffer pool owns (<= mempool_size)
+    pool_bytes_lent: int = 0  # now: of those, lent out to readers

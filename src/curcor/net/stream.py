@@ -22,6 +22,13 @@ READ_SIZE = 64 * 1024
 WRITE_LIMIT = 1024 * 1024
 
 
+def _pool() -> Any:
+    from .._core.scheduler import current_worker
+
+    w = current_worker()
+    return w.sched.mempool if w is not None else None
+
+
 class IncompleteReadError(EOFError):
     """The stream ended before ``read_exactly``/``read_until`` was satisfied.
 
@@ -60,13 +67,30 @@ class Stream:
     # -- reading -----------------------------------------------------------------
 
     async def _fill(self) -> bool:
-        """Read once more into the buffer; False at end of stream."""
-        data = await self.socket.recv(READ_SIZE)
-        if not data:
-            self._eof = True
-            return False
-        self._rbuf += data
-        return True
+        """Read once more into the buffer; False at end of stream.
+
+        Plain sockets read into a buffer lent by the runtime's pool
+        (``mempool_size``) instead of a fresh ``bytes`` per read.
+        """
+        pool = _pool()
+        recv_into = getattr(self.socket, "recv_into", None)
+        if pool is None or recv_into is None:
+            data = await self.socket.recv(READ_SIZE)
+            if not data:
+                self._eof = True
+                return False
+            self._rbuf += data
+            return True
+        buf = pool.get(READ_SIZE)
+        try:
+            n = await recv_into(buf, READ_SIZE)
+            if not n:
+                self._eof = True
+                return False
+            self._rbuf += memoryview(buf)[:n]
+            return True
+        finally:
+            pool.put(buf)
 
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (any amount when ``n < 0``); ``b""`` at the end."""
