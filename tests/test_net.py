@@ -256,3 +256,86 @@ async def test_waiting_on_a_socket_is_not_a_deadlock():
     thread.join()
     sock.close()
     b.close()
+
+
+@real
+async def test_accept_loop_backs_off_on_emfile_logs_once_and_keeps_serving(
+    monkeypatch, caplog
+):
+    import errno
+    import logging
+
+    failures = {"left": 3}
+    original = net.Socket.accept
+
+    async def flaky_accept(self):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return await original(self)
+
+    monkeypatch.setattr(net.Socket, "accept", flaky_accept)
+    with caplog.at_level(logging.WARNING, logger="curcor"):
+        async with curcor.TaskGroup() as tg:
+            port = await tg.start(net.serve_tcp, _echo)
+            with curcor.timeout(5):
+                s = await net.dial_tcp("127.0.0.1", port)
+                s.write(b"still serving\n")
+                await s.drain()
+                assert await s.read_until(b"\n") == b"still serving\n"
+            s.close()
+            tg.cancel_scope.cancel()
+    warnings = [r for r in caplog.records if "backing off" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_accept_loop_survives_a_real_descriptor_limit(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "emfile.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import resource, socket, curcor
+            from curcor import net
+
+            async def echo(stream):
+                while data := await stream.read():
+                    stream.write(data)
+                    await stream.drain()
+
+            async def main():
+                async with curcor.TaskGroup() as tg:
+                    port = await tg.start(net.serve_tcp, echo)
+                    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+                    held = []
+                    # Fill the table from plain sockets so accept hits EMFILE.
+                    try:
+                        while True:
+                            held.append(socket.create_connection(("127.0.0.1", port)))
+                    except OSError:
+                        pass
+                    await curcor.sleep(0.3)  # the server backs off meanwhile
+                    for s in held:  # descriptors free up
+                        s.close()
+                    s = await net.dial_tcp("127.0.0.1", port)
+                    s.write(b"ok\\n")
+                    await s.drain()
+                    with curcor.timeout(10):
+                        print((await s.read_until(b"\\n")).decode().strip())
+                    s.close()
+                    tg.cancel_scope.cancel()
+
+            curcor.run(main())
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    assert "backing off" in result.stderr
