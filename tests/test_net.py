@@ -339,3 +339,81 @@ def test_accept_loop_survives_a_real_descriptor_limit(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert "backing off" in result.stderr
+
+
+@real
+@pytest.mark.stress
+async def test_close_racing_an_in_flight_write_never_hangs_or_corrupts():
+    big = b"x" * (4 << 20)  # more than a socket buffer holds: sendall waits
+    for _ in range(300):
+        a, b = stdsocket.socketpair()
+        sock = net.Socket(a)
+        writer = curcor.go(sock.sendall(big))
+        await curcor.sleep(0)
+        sock.close()
+        with curcor.timeout(5):
+            try:
+                await writer.join()
+            except net.ClosedResourceError:
+                pass
+        b.close()
+
+
+@real
+@pytest.mark.stress
+async def test_every_surviving_connection_gets_every_byte_when_a_tenth_drop():
+    import random
+
+    rng = random.Random(7)
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(net.serve_tcp, _echo)
+        results = {"ok": 0, "dropped": 0}
+
+        async def client(i: int) -> None:
+            s = await net.dial_tcp("127.0.0.1", port)
+            drop = rng.random() < 0.1
+            payload = os.urandom(20_000)
+            s.write(payload)
+            if drop:
+                s.close()  # vanish mid-transfer
+                results["dropped"] += 1
+                return
+            reader = curcor.go(s.read_exactly(len(payload)))
+            await s.drain()
+            assert await reader.join() == payload
+            s.close()
+            results["ok"] += 1
+
+        with curcor.timeout(30):
+            async with curcor.TaskGroup() as clients:
+                for i in range(300):
+                    clients.go(client(i))
+        assert results["ok"] + results["dropped"] == 300
+        assert results["dropped"] > 0
+        tg.cancel_scope.cancel()
+
+
+@real
+async def test_a_peer_reset_ends_its_connection_not_the_server():
+    import struct
+
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(net.serve_tcp, _echo)
+
+        def reset_client() -> None:
+            c = stdsocket.create_connection(("127.0.0.1", port))
+            c.sendall(b"x" * 100_000)
+            c.setsockopt(
+                stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            c.close()  # RST, with the echo still in flight
+
+        for _ in range(20):
+            await curcor.to_thread(reset_client)
+        with curcor.timeout(5):
+            s = await net.dial_tcp("127.0.0.1", port)
+            s.write(b"alive\n")
+            await s.drain()
+            assert await s.read_until(b"\n") == b"alive\n"
+        s.close()
+        tg.cancel_scope.cancel()

@@ -13,6 +13,17 @@ from .._core.io import (
     wait_readable,
     wait_writable,
 )
+from .process import (
+    DEVNULL,
+    PIPE,
+    STDOUT,
+    CalledProcessError,
+    CompletedProcess,
+    PipeEnd,
+    Process,
+    open_process,
+    run_process,
+)
 from .socket import Socket, getaddrinfo, socket
 from .stream import (
     IncompleteReadError,
@@ -30,11 +41,18 @@ from .stream import (
 from .tls import TLSError, TLSSocket
 
 __all__ = [
+    "DEVNULL",
+    "PIPE",
+    "STDOUT",
     "BusyResourceError",
+    "CalledProcessError",
     "ClosedResourceError",
+    "CompletedProcess",
     "IncompleteReadError",
     "LimitOverrunError",
     "Listener",
+    "PipeEnd",
+    "Process",
     "Socket",
     "Stream",
     "TLSError",
@@ -46,6 +64,8 @@ __all__ = [
     "listen_tcp",
     "listen_unix",
     "notify_closing",
+    "open_process",
+    "run_process",
     "serve_tcp",
     "serve_unix",
     "socket",

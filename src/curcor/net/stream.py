@@ -13,6 +13,7 @@ import socket as _socket
 from typing import Any
 
 from .._core.group import TASK_STATUS_IGNORED, TaskGroup
+from .._core.io import ClosedResourceError
 from .socket import Socket, getaddrinfo
 
 # Bytes asked of the kernel per read. Arbitrary; no measurement yet.
@@ -421,5 +422,11 @@ async def _serve_one(handler: Any, stream: Stream) -> None:
                 logging.getLogger("curcor").info("dropped a connection: %s", exc)
                 return
         await handler(stream)
+    except (ConnectionError, ClosedResourceError) as exc:
+        # The peer reset or vanished: that ends this connection, not the
+        # server. Other errors in a handler are bugs and propagate.
+        import logging
+
+        logging.getLogger("curcor").debug("connection ended: %s", exc)
     finally:
         stream.close()
