@@ -136,7 +136,7 @@ class PipeEnd:
 def _pipe_stream(fd: int) -> Stream:
     # Stream only calls recv/send/close/closed, which PipeEnd provides; its
     # constructor is annotated for a Socket.
-    return Stream(PipeEnd(fd))  # type: ignore[arg-type]
+    return Stream(PipeEnd(fd))
 
 
 def _open_pidfd(pid: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket as _socket
-from typing import Any
+from typing import Any, Protocol
 
 from .._core.group import TASK_STATUS_IGNORED, TaskGroup
 from .._core.io import ClosedResourceError
@@ -52,14 +52,30 @@ class WriteBufferFull(BufferError):
     """``write`` would buffer more than the stream's ``write_limit``."""
 
 
+class ByteChannel(Protocol):
+    """What a ``Stream`` reads and writes through: a ``Socket``, a
+    ``TLSSocket`` or a process ``PipeEnd``."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def recv(self, bufsize: int) -> bytes: ...
+
+    async def send(self, data: Any) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class Stream:
-    """A buffered byte stream over a connected ``Socket``.
+    """A buffered byte stream over a ``ByteChannel`` (socket, TLS, pipe).
 
     ``async with stream:`` sends what is buffered and closes it at the end.
     """
 
-    def __init__(self, sock: Socket, *, write_limit: int = WRITE_LIMIT) -> None:
-        self.socket = sock
+    def __init__(self, sock: ByteChannel, *, write_limit: int = WRITE_LIMIT) -> None:
+        # Typed loosely: callers reach through to a Socket's extras
+        # (shutdown, raw, getpeercert) when they know what they built.
+        self.socket: Any = sock
         self.write_limit = write_limit
         self._rbuf = bytearray()
         self._wbuf = bytearray()
@@ -228,7 +244,7 @@ class Listener:
             return Stream(conn)
         from .tls import TLSSocket
 
-        return Stream(TLSSocket(conn, self.ssl, server_side=True))  # type: ignore[arg-type]
+        return Stream(TLSSocket(conn, self.ssl, server_side=True))
 
     def close(self) -> None:
         """Stop listening."""
@@ -310,7 +326,7 @@ async def _tls_client(sock: Socket, ssl: Any, hostname: str) -> Stream:
     except BaseException:
         sock.close()
         raise
-    return Stream(tls)  # type: ignore[arg-type]
+    return Stream(tls)
 
 
 async def listen_unix(path: str, *, backlog: int = 128) -> Listener:
