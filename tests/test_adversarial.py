@@ -50,11 +50,6 @@ def noop():
 # =============================================================================
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a deadline > ~24.8 days away overflows the poller "
-    "timeout (OverflowError out of curcor.run)",
-)
 @pytest.mark.curcor(clock="real", maxprocs=1)
 async def test_a_generous_timeout_around_a_thread_call_does_not_crash_the_runtime():
     # Repro: with move_on_after(30 days): await to_thread(time.sleep, 0.05).
@@ -82,11 +77,6 @@ print(curcor.run(main(), config=load_config(env={}, flags={"maxprocs": "2"})))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: with maxprocs=2 the poller's OverflowError kills "
-    "worker 1 while it holds the poller role; the runtime then hangs",
-)
 def test_a_generous_timeout_with_two_workers_neither_kills_a_worker_nor_hangs():
     # Same root cause as above, worse outcome: the OverflowError escapes
     # curcor-worker-1's loop (a thread excepthook traceback), Scheduler.polling
@@ -113,11 +103,6 @@ def test_a_generous_timeout_with_two_workers_neither_kills_a_worker_nor_hangs():
     assert "Exception in thread" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: after(math.inf) arms an infinite timer; the idle "
-    "poller then raises OverflowError (cannot convert float infinity)",
-)
 @pytest.mark.curcor(clock="real", maxprocs=1)
 async def test_after_inf_is_a_select_case_that_never_fires():
     # Same root cause as above: clock.after() -> timers.call_at(inf) and
@@ -135,11 +120,6 @@ async def test_after_inf_is_a_select_case_that_never_fires():
     assert (index, value, ok) == (0, "v", True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: CancelScope accepts a NaN deadline, which poisons "
-    "the timer heap (the fake clock spins forever, real timers never fire)",
-)
 async def test_cancel_scope_rejects_a_nan_deadline():
     # Repro: `with CancelScope(deadline=nan): await sleep(0.01)` hangs: the
     # NaN entry never compares <= now in Timers.pop_due and FakeClock.jump_to
@@ -156,11 +136,6 @@ async def test_cancel_scope_rejects_a_nan_deadline():
         scope.deadline = math.nan
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a shielded scope does not catch its own Cancelled "
-    "while an enclosing scope is cancelled (trio/anyio do)",
-)
 async def test_shielded_cleanup_with_its_own_deadline_catches_its_timeout():
     # The guide's pattern for cleanup: a shielded scope with a deadline inside
     # a cancelled block. If the cleanup overruns its own deadline, trio's
@@ -181,11 +156,6 @@ async def test_shielded_cleanup_with_its_own_deadline_catches_its_timeout():
     assert after_cleanup == [True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a shielded curcor.timeout inside a cancelled scope "
-    "raises Cancelled instead of TimeoutError",
-)
 async def test_shielded_timeout_inside_a_cancelled_scope_raises_timeout_error():
     # Same cause as above (cancel.py, CancelScope.__exit__).
     seen = []
@@ -202,11 +172,6 @@ async def test_shielded_timeout_inside_a_cancelled_scope_raises_timeout_error():
     assert seen == ["timeout"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: Ticker.reset() ends every `async for` over the "
-    "ticker that is waiting in another task",
-)
 async def test_ticker_reset_keeps_a_waiting_async_for_running():
     # Repro: task A runs `async for _ in ticker`; task B calls ticker.reset(2).
     # Ticker.reset calls self.stop(), which closes _stop_ch (clock.py,
@@ -268,11 +233,6 @@ def test_fire_and_forget_failure_after_a_select_cancels_main_at_once():
     assert cancelled_at == [0.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a task started while the runtime drains (after main "
-    "returned) is never cancelled; it is abandoned after shutdown_grace",
-)
 def test_a_task_started_during_shutdown_is_cancelled_too():
     # Repro: main returns; a task cancelled by the shutdown starts another
     # task in its finally block. Runtime._main_done cancels only the tasks
@@ -305,11 +265,6 @@ def test_a_task_started_during_shutdown_is_cancelled_too():
     assert clock.now() < 5  # not held up until the grace period ran out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: cancelled timer callbacks (scope deadlines, context "
-    "timeouts) are never purged; the timer heap grows without bound",
-)
 async def test_timer_heap_does_not_grow_with_cancelled_scope_deadlines():
     # Repro: 20k iterations of `with move_on_after(1000): await sleep(0)`
     # leave 20k dead entries in the heap (stats().timers_pending == 20000)
@@ -326,11 +281,6 @@ async def test_timer_heap_does_not_grow_with_cancelled_scope_deadlines():
     assert curcor.stats().timers_pending < 1_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: from_thread(ch.close), which the RuntimeMisuse "
-    "message recommends, closes the channel and then raises TypeError",
-)
 @pytest.mark.curcor(clock="real")
 async def test_from_thread_close_as_the_misuse_message_recommends():
     # Channel.close() from a plain thread says "use curcor.from_thread(ch.send,

@@ -68,7 +68,7 @@ class CancelScope:
     )
 
     def __init__(self, *, deadline: float = math.inf, shield: bool = False) -> None:
-        self._deadline = float(deadline)
+        self._deadline = _check_deadline(deadline)
         self._shield = bool(shield)
         self._cancel_called = False
         self._children: set[CancelScope] | None = None
@@ -122,11 +122,16 @@ class CancelScope:
             outer_cancelled = task._cancel_pending
         # Cancelled belongs to the outermost cancelled scope: while an
         # enclosing scope is cancelled too, let it travel on to that one.
-        if isinstance(exc, Cancelled) and self._cancel_called and not outer_cancelled:
+        if (
+            isinstance(exc, Cancelled)
+            and self._cancel_called
+            and (self._shield or not outer_cancelled)
+        ):
             self.cancelled_caught = True
             if self._raise_timeout is not None and self._timed_out:
                 raise TimeoutError(
-                    f"timed out after {self._raise_timeout:g} s (curcor.timeout)"
+                    f"timed out after {max(0.0, self._raise_timeout):g} s "
+                    "(curcor.timeout)"
                 ) from None
             return True
         return False
@@ -163,7 +168,7 @@ class CancelScope:
     @deadline.setter
     def deadline(self, value: float) -> None:
         self._relative = None
-        self._deadline = float(value)
+        self._deadline = _check_deadline(value)
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -220,6 +225,14 @@ class CancelScope:
                 return
             self._cancel_called = True
             _propagate(sched, self)
+
+
+def _check_deadline(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a deadline is a number of seconds, not {value!r}")
+    if value != value:
+        raise ValueError("a deadline cannot be NaN; use math.inf for none")
+    return float(value)
 
 
 def timeout(seconds: float) -> CancelScope:

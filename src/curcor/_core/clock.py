@@ -177,6 +177,12 @@ class Ticker:
     def stop(self) -> None:
         """Stop ticking and end ``async for`` loops over the ticker; a tick
         nobody received is withdrawn (Go 1.23)."""
+        stop_ch = self._halt()
+        if not stop_ch.closed:
+            stop_ch._close()
+
+    def _halt(self) -> Channel:
+        """Stop the timer and withdraw an unreceived tick; readers stay."""
         with self._lock:
             self._stopped = True
             handle, self._handle = self._handle, None
@@ -184,13 +190,13 @@ class Ticker:
         if handle is not None:
             handle.cancel()
         _drain(self.c)
-        if not stop_ch.closed:
-            stop_ch._close()
+        return stop_ch
 
     def reset(self, period: float) -> None:
-        """Tick every ``period`` seconds from now on."""
+        """Tick every ``period`` seconds from now on (``async for`` readers
+        keep reading)."""
         period = _period(period, "Ticker.reset()")
-        self.stop()
+        self._halt()
         self._start(period)
 
     def __aiter__(self) -> Ticker:

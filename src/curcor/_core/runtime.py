@@ -103,6 +103,7 @@ class Runtime:
         )
         self.sched.task_ended = self._task_ended  # type: ignore[method-assign]
         self.sched.task_failed = self._task_failed  # type: ignore[method-assign]
+        self.sched.late_spawn = self._late_spawn  # type: ignore[method-assign]
         self.sched.on_all_blocked = self._on_all_blocked
         self.sched.outside_work_hook = self._take_signals
         from .mempool import BufferPool
@@ -172,6 +173,10 @@ class Runtime:
             self._main_done()
         elif self.draining and sched.live_tasks() <= 0:
             sched.stop()
+
+    def _late_spawn(self, task: Task) -> None:
+        """A task spawned after main returned is cancelled like the rest."""
+        _cancel_in(self.sched, task)
 
     def _main_done(self) -> None:
         """Main returned: cancel the tasks left, give them the grace period."""

@@ -167,6 +167,10 @@ FREE_LIST_MAX = 1 << 16
 # Task ids a worker reserves at a time, so spawning rarely takes the id lock.
 ID_BLOCK = 4096
 
+# Longest single poll, in seconds; a farther deadline just polls again.
+# epoll takes at most INT_MAX milliseconds (about 24.8 days).
+MAX_POLL_TIMEOUT = 86400.0
+
 # Name prefixes of threads that never call into the runtime, so they cannot
 # prevent a deadlock from being declared: pytest-timeout's watchdog timer.
 WATCHDOG_THREADS: tuple[str, ...] = ("pytest_timeout",)
@@ -275,6 +279,8 @@ class Worker:
         self.local.append(task)
         if self.spread and self.sched.idle:
             self.sched.wake_for_steal()
+        if self.sched.draining:
+            self.sched.late_spawn(task)  # shutting down: born cancelled
         return task
 
     # -- the loop -------------------------------------------------------------
@@ -745,7 +751,8 @@ class Scheduler:
             deadline = self.timers.next_deadline()
             if deadline is not None and not self.clock.autojump:
                 # (A fake clock moves only when all block: no timeout then.)
-                timeout = max(0.0, deadline - self.clock.now())
+                # Capped: kernels reject huge timeouts, and inf is legal here.
+                timeout = min(MAX_POLL_TIMEOUT, max(0.0, deadline - self.clock.now()))
             if self.foreign_wakers_possible():
                 timeout = 0.1 if timeout is None else min(timeout, 0.1)
             with self.poller.poll_lock:
@@ -798,6 +805,9 @@ class Scheduler:
         for w in self.workers:
             n += len(w.local) + (w.runnext is not None)
         return n
+
+    def late_spawn(self, task: Task) -> None:
+        """Hook set by the runtime: cancel a task spawned while draining."""
 
     def task_ended(self, task: Task) -> None:
         """Hook set by the runtime (shutdown accounting); replaced there."""

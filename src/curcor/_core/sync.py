@@ -305,7 +305,9 @@ class Once:
             return None
         try:
             result = fn(*args)
-            if hasattr(result, "__await__"):
+            import inspect
+
+            if inspect.isawaitable(result):
                 result = await result
             return result
         finally:

@@ -176,11 +176,19 @@ async def to_thread(fn: Any, *args: Any) -> Any:
     return await park(task, job, job._lock)
 
 
+def _awaitable(value: Any) -> bool:
+    """``inspect.isawaitable`` (generator-based coroutines included)."""
+    import inspect
+
+    return inspect.isawaitable(value)
+
+
 def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
     """From a plain thread: run ``await fn(*args)`` as a task, return its value.
 
-    ``fn`` is an async function (or any callable returning an awaitable,
-    such as ``ch.send``). With ``timeout`` (seconds, real time), a call that
+    ``fn`` is an async function, a callable returning an awaitable (such as
+    ``ch.send``), or a plain function (such as ``ch.close``), which then runs
+    on a worker. With ``timeout`` (seconds, real time), a call that
     has not ended by then is cancelled and ``TimeoutError`` is raised.
 
     Raises:
@@ -206,7 +214,10 @@ def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
 
     async def call() -> None:
         try:
-            box[0] = await fn(*args)
+            result = fn(*args)
+            if _awaitable(result):
+                result = await result
+            box[0] = result
         except BaseException as exc:
             box[1] = exc
         finally:
@@ -225,6 +236,10 @@ def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
     sched.all_tasks.add(task)
     task._state = RUNNABLE
     sched.push_global(task)
+    if sched.draining:
+        from .runtime import cancel_task
+
+        cancel_task(task)  # main has returned: it is cancelled like the rest
     import time
 
     give_up = None if timeout is None else time.monotonic() + timeout

@@ -78,16 +78,21 @@ class Handle:
     cancel and a firing cannot both claim the entry.
     """
 
-    __slots__ = ("_lock", "active")
+    __slots__ = ("_timers", "active")
 
-    def __init__(self, lock: Any) -> None:
-        self._lock = lock
+    def __init__(self, timers: Timers) -> None:
+        self._timers = timers
         self.active = True
 
     def cancel(self) -> bool:
-        """Stop the callback from firing; True if it had not fired yet."""
-        with self._lock:
+        """Stop the callback from firing; True if it had not fired yet.
+
+        The entry stays in the heap, counted stale, until a purge."""
+        timers = self._timers
+        with timers.lock:
             was, self.active = self.active, False
+            if was:
+                timers._count_stale()
         return was
 
 
@@ -121,7 +126,7 @@ class Timers:
 
     def call_at(self, deadline: float, fn: Callable[[], Any]) -> Handle:
         """Call ``fn()`` on a worker at ``deadline``; cancel with the handle."""
-        handle = Handle(self.lock)
+        handle = Handle(self)
         entry = [deadline, 0, CALL, fn, handle]
         with self.lock:
             self._seq += 1
@@ -139,10 +144,15 @@ class Timers:
                 return False
             task._wait_seq += 1
             task._waiting_on = None
-            self._stale += 1
-            if self._stale > 64 and self._stale * 2 > len(self.heap):
-                self._purge()
+            self._count_stale()
             return True
+
+    def _count_stale(self) -> None:
+        """Called with ``lock`` held: one more dead entry; purge when dead
+        entries outnumber live ones (amortised O(1) per entry)."""
+        self._stale += 1
+        if self._stale > 64 and self._stale * 2 > len(self.heap):
+            self._purge()
 
     def _purge(self) -> None:
         """Called with ``lock`` held: drop stale entries and re-heapify."""

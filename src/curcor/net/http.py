@@ -663,13 +663,12 @@ class _ServerConn:
                 started = now()
 
         # The rest of the head, by the deadline.
-        with CancelScope(deadline=started + server.header_timeout) as scope:
-            try:
-                event = await self._next_event()
-            except h11.RemoteProtocolError as exc:
-                await self._refuse(exc.error_status_hint, str(exc))
-                return None
-        if scope.cancelled_caught:
+        try:
+            event = await self._next_event(deadline=started + server.header_timeout)
+        except h11.RemoteProtocolError as exc:
+            await self._refuse(exc.error_status_hint, str(exc))
+            return None
+        if event is None:
             await self._refuse(
                 408, f"the request head took over {server.header_timeout:g} s"
             )
@@ -678,28 +677,42 @@ class _ServerConn:
             return event
         return None  # ConnectionClosed: the client is done
 
-    async def _next_event(self) -> Any:
+    async def _next_event(
+        self, *, deadline: float | None = None, idle: float | None = None
+    ) -> Any:
+        """The next h11 event; None when a read passed ``deadline`` (absolute)
+        or waited ``idle`` seconds for data. A scope is entered only around a
+        read that is needed.
+
+        Raises:
+            h11.RemoteProtocolError: the client broke the protocol.
+        """
         h = self.h11
         while True:
             event = h.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            h.receive_data(await self.stream.read())
+            until = deadline if deadline is not None else now() + (idle or 0.0)
+            with CancelScope(deadline=until) as scope:
+                data = await self.stream.read()
+            if scope.cancelled_caught:
+                return None
+            h.receive_data(data)
 
     async def _body_chunks(self, request: Request) -> AsyncIterator[bytes]:
         """The rest of ``request``'s body; each read within ``idle_timeout``."""
         server, h = self.server, self.h11
         if h.they_are_waiting_for_100_continue:
-            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+            await self._put(h11.InformationalResponse(status_code=100, headers=[]))
+            await self._flush()
         while h.their_state is h11.SEND_BODY:
-            with move_on_after(server.idle_timeout) as scope:
-                try:
-                    event = await self._next_event()
-                except h11.RemoteProtocolError as exc:
-                    raise ProtocolError(
-                        f"bad request body: {exc}", exc.error_status_hint
-                    ) from None
-            if scope.cancelled_caught:
+            try:
+                event = await self._next_event(idle=server.idle_timeout)
+            except h11.RemoteProtocolError as exc:
+                raise ProtocolError(
+                    f"bad request body: {exc}", exc.error_status_hint
+                ) from None
+            if event is None:
                 raise ProtocolError(
                     f"the client sent no body for {server.idle_timeout:g} s", 408
                 )
@@ -791,24 +804,32 @@ class _ServerConn:
     async def _send_response(
         self, request: Request, response: Response, head: h11.Response
     ) -> bool:
-        """Send head and body; False when the connection must close."""
-        await self._send(head)
+        """Send head and body; False when the connection must close.
+
+        A bytes body goes out with its head in one write; a streamed body is
+        flushed chunk by chunk.
+        """
+        await self._put(head)
         body = response.body
         skip = request.method == "HEAD" or response.status in _NO_BODY_STATUS
         if isinstance(body, bytes):
             if body and not skip:
-                await self._send(h11.Data(data=body))
+                await self._put(h11.Data(data=body))
         elif skip:
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 await aclose()
         else:
+            await self._flush()
             try:
                 async for chunk in body:
                     if isinstance(chunk, str):
                         chunk = chunk.encode("utf-8")
                     if chunk:
-                        await self._send(h11.Data(data=bytes(chunk)))
+                        await self._put(h11.Data(data=bytes(chunk)))
+                        await self._flush()
+            except HTTPError:
+                return False  # the client stalled or overran while it streamed
             except Exception:
                 # The head is out: a 500 is too late. Closing without the
                 # last chunk tells the client the body is incomplete.
@@ -817,18 +838,31 @@ class _ServerConn:
                     *self._what(request),
                 )
                 return False
-        await self._send(h11.EndOfMessage())
+        await self._put(h11.EndOfMessage())
+        await self._flush()
         return True
 
-    async def _send(self, event: Any) -> None:
-        """Frame ``event`` and send it, within ``idle_timeout``.
+    async def _put(self, event: Any) -> None:
+        """Frame ``event`` into the write buffer (flushing first if it is full).
+
+        Raises:
+            OSError: as ``_flush``.
+        """
+        data = self.h11.send(event)
+        if data:
+            stream = self.stream
+            if stream.buffered and stream.buffered + len(data) > stream.write_limit:
+                await self._flush()
+            stream.write(data)
+
+    async def _flush(self) -> None:
+        """Send what is buffered, within ``idle_timeout``.
 
         Raises:
             OSError: the client went away or read nothing for that long.
         """
-        data = self.h11.send(event)
-        if data:
-            self.stream.write(data)
+        if not self.stream.buffered:
+            return
         with move_on_after(self.server.idle_timeout) as scope:
             await self.stream.drain()
         if scope.cancelled_caught:
@@ -842,6 +876,8 @@ class _ServerConn:
         h = self.h11
         if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
+        # The detail may quote the client's bytes: keep it short.
+        detail = detail if len(detail) <= 200 else detail[:200] + "..."
         body = f"{status} {_reason(status).decode()}: {detail}\n".encode()
         head = h11.Response(
             status_code=status,
@@ -855,9 +891,10 @@ class _ServerConn:
             ],
         )
         try:
-            await self._send(head)
-            await self._send(h11.Data(data=body))
-            await self._send(h11.EndOfMessage())
+            await self._put(head)
+            await self._put(h11.Data(data=body))
+            await self._put(h11.EndOfMessage())
+            await self._flush()
         except (OSError, h11.LocalProtocolError):
             return
         if h.their_state is h11.SEND_BODY or h.their_state is h11.ERROR:
@@ -1011,7 +1048,10 @@ class Client:
         fields = self._request_fields(authority, headers, body)
         if isinstance(body, str):
             body = body.encode("utf-8")
-        event = h11.Request(method=method, target=target, headers=fields)
+        try:
+            event = h11.Request(method=method, target=target, headers=fields)
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"cannot send {method} {target}: {exc}") from None
         replayable = body is None or isinstance(body, bytes | bytearray)
         retry = replayable and method in _IDEMPOTENT
         for attempt in (1, 2):
@@ -1047,17 +1087,20 @@ class Client:
         """
         h = conn.h11
         try:
-            await self._send(conn, event)
+            await self._put(conn, event)
             if isinstance(body, bytes | bytearray):
                 if body:
-                    await self._send(conn, h11.Data(data=bytes(body)))
+                    await self._put(conn, h11.Data(data=bytes(body)))
             elif body is not None:
+                await conn.stream.drain()
                 async for chunk in body:
                     if isinstance(chunk, str):
                         chunk = chunk.encode("utf-8")
                     if chunk:
-                        await self._send(conn, h11.Data(data=bytes(chunk)))
-            await self._send(conn, h11.EndOfMessage())
+                        await self._put(conn, h11.Data(data=bytes(chunk)))
+                        await conn.stream.drain()
+            await self._put(conn, h11.EndOfMessage())
+            await conn.stream.drain()
         except OSError:
             if conn.reused:
                 raise _Stale() from None
@@ -1072,11 +1115,14 @@ class Client:
             raise
         return await self._read_head(conn)
 
-    async def _send(self, conn: _ClientConn, event: Any) -> None:
+    async def _put(self, conn: _ClientConn, event: Any) -> None:
+        """Frame ``event`` into the write buffer (flushing first if it is full)."""
         data = conn.h11.send(event)
         if data:
-            conn.stream.write(data)
-            await conn.stream.drain()
+            stream = conn.stream
+            if stream.buffered and stream.buffered + len(data) > stream.write_limit:
+                await stream.drain()
+            stream.write(data)
 
     async def _read_head(self, conn: _ClientConn) -> h11.Response:
         while True:
@@ -1086,12 +1132,14 @@ class Client:
             if not isinstance(event, h11.InformationalResponse):
                 raise ProtocolError(f"expected a response, got {event!r}")
 
-    async def _next_event(self, conn: _ClientConn) -> Any:
-        """The next h11 event from the server.
+    async def _next_event(self, conn: _ClientConn, idle: float | None = None) -> Any:
+        """The next h11 event from the server; a read that waits ``idle``
+        seconds for data raises TimeoutError.
 
         Raises:
             _Stale: nothing came back on a reused connection.
             ProtocolError: bad framing, or the server closed mid-response.
+            TimeoutError: ``idle`` passed.
         """
         h = conn.h11
         while True:
@@ -1101,7 +1149,13 @@ class Client:
                 raise ProtocolError(f"bad response: {exc}") from None
             if event is h11.NEED_DATA:
                 try:
-                    data = await conn.stream.read()
+                    if idle is None:
+                        data = await conn.stream.read()
+                    else:
+                        with timeout(idle):
+                            data = await conn.stream.read()
+                except TimeoutError:
+                    raise  # an OSError too, but never a sign of a stale connection
                 except OSError:
                     if conn.reused and not conn.received:
                         raise _Stale() from None
@@ -1331,8 +1385,7 @@ class ClientResponse:
         done = False
         try:
             while True:
-                with client._timeout_scope():
-                    event = await client._next_event(conn)
+                event = await client._next_event(conn, client.timeout)
                 if isinstance(event, h11.EndOfMessage):
                     done = True
                     return
