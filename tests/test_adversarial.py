@@ -197,11 +197,6 @@ async def test_ticker_reset_keeps_a_waiting_async_for_running():
         ticker.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a fire-and-forget task that failed after a select "
-    "is treated as 'handle held'; main is not cancelled at once",
-)
 def test_fire_and_forget_failure_after_a_select_cancels_main_at_once():
     # Repro: a detached task (no handle kept) waits in select(recv(a),
     # recv(b)), is woken by a, then raises. Its stale select entry in b's

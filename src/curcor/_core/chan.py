@@ -33,6 +33,8 @@ def _claim(entry: tuple[Any, ...]) -> bool:
     stripe lock, which every channel's waker takes (protocol step 5).
     """
     task = entry[0]
+    if task is None:
+        return False  # a select entry its task withdrew (see select)
     seq = entry[1]
     if entry[3] < 0:
         if task._wait_seq != seq:
@@ -504,12 +506,23 @@ async def select(*cases: _Case | None, default: bool = False) -> tuple[int, Any]
 
     # Nothing ready: wait on every case at once.
     seq = task._wait_seq
+    entries = []
     for i, c in active:
         if c.is_send:
-            c.ch._sendq.push((task, seq, c.value, i, True))
+            entry = [task, seq, c.value, i, True]
+            c.ch._sendq.push(entry)  # type: ignore[arg-type]
         else:
-            c.ch._recvq.push((task, seq, None, i, False))
-    result = await park(task, SELECT, tuple(ch._lock for ch in chans))
+            entry = [task, seq, None, i, False]
+            c.ch._recvq.push(entry)  # type: ignore[arg-type]
+        entries.append(entry)
+    try:
+        result = await park(task, SELECT, tuple(ch._lock for ch in chans))
+    finally:
+        # The entries left on other channels are stale now; let go of the
+        # task so a stale entry never keeps its record alive (the record
+        # recycles, and an unjoined failure is reported at once).
+        for entry in entries:
+            entry[0] = None
     return result
 
 

@@ -63,8 +63,11 @@ def _sleep(seconds: float) -> Any:
         return None
     timers = w.sched.timers
     timers.lock.acquire()
-    timers.add_sleep(w.sched.clock.now() + seconds, task)
-    yield from park(task, timers, timers.lock)
+    entry = timers.add_sleep(w.sched.clock.now() + seconds, task)
+    try:
+        yield from park(task, timers, timers.lock)
+    finally:
+        entry[3] = None  # a stale entry must not hold the task (see select)
     return None
 
 

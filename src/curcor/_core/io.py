@@ -9,6 +9,7 @@ descriptor number never receives a stale event.
 
 from __future__ import annotations
 
+import errno
 import types
 
 from .errors import Cancelled
@@ -26,15 +27,25 @@ class ClosedResourceError(OSError):
 
 
 @types.coroutine
-def _wait(fd: int, writing: bool) -> Any:
+def _wait(fd: int, writing: bool, owner: Any) -> Any:
     w, task = worker_and_task("curcor I/O")
     if task._cancel_pending:
         raise Cancelled()
     poller = w.sched.poller
     lock = poller.io_lock
     lock.acquire()
+    # The owner's close sets ``closed`` before it unregisters under this
+    # lock, so checking here means the number cannot have been reused.
+    if owner is not None and owner.closed:
+        lock.release()
+        raise ClosedResourceError(f"descriptor {fd} was closed")
     try:
         st = poller.watch(fd, task, writing)
+    except OSError as exc:
+        lock.release()
+        if exc.errno == errno.EBADF:
+            raise ClosedResourceError(f"descriptor {fd} was closed") from None
+        raise
     except BaseException:
         lock.release()
         raise
@@ -48,24 +59,28 @@ def _wait(fd: int, writing: bool) -> Any:
     yield lock  # park; the poller's dispatch or closing ends the wait
 
 
-def wait_readable(fd: int) -> Any:
+def wait_readable(fd: int, owner: Any = None) -> Any:
     """Wait until ``fd`` can be read without blocking (or is at EOF).
+
+    ``owner`` (optional) is the object that closes ``fd``; its ``closed``
+    is checked under the poller's lock, closing a race with ``close()``.
 
     Raises:
         ClosedResourceError: the descriptor was closed while waiting.
         BusyResourceError: another task already waits to read it.
     """
-    return _wait(fd, False)
+    return _wait(fd, False, owner)
 
 
-def wait_writable(fd: int) -> Any:
-    """Wait until ``fd`` can be written without blocking.
+def wait_writable(fd: int, owner: Any = None) -> Any:
+    """Wait until ``fd`` can be written without blocking (``owner``: as for
+    ``wait_readable``).
 
     Raises:
         ClosedResourceError: the descriptor was closed while waiting.
         BusyResourceError: another task already waits to write it.
     """
-    return _wait(fd, True)
+    return _wait(fd, True, owner)
 
 
 def notify_closing(fd: int) -> None:

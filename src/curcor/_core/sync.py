@@ -52,7 +52,7 @@ def _has_live(q: WaitQueue) -> bool:
     entries from the head, so the cost is amortised O(1)."""
     while q:
         head = q[0]
-        if head[0]._wait_seq == head[1]:
+        if head[0] is not None and head[0]._wait_seq == head[1]:
             return True
         q.popleft()
     return False

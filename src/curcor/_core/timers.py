@@ -116,13 +116,17 @@ class Timers:
         # a poller waiting for a later deadline re-computes its timeout.
         self.on_earlier: Callable[[], None] = lambda: None
 
-    def add_sleep(self, deadline: float, task: Any) -> None:
-        """Called with ``lock`` held: wake ``task`` at ``deadline``."""
+    def add_sleep(self, deadline: float, task: Any) -> list[Any]:
+        """Called with ``lock`` held: wake ``task`` at ``deadline``.
+
+        Returns the entry; the sleeper sets ``entry[3] = None`` when its
+        sleep ends, so a stale entry never holds the task."""
         self._seq += 1
         entry = [deadline, self._seq, WAKE, task, task._wait_seq]
         heapq.heappush(self.heap, entry)
         if self.heap[0] is entry:
             self.on_earlier()
+        return entry
 
     def call_at(self, deadline: float, fn: Callable[[], Any]) -> Handle:
         """Call ``fn()`` on a worker at ``deadline``; cancel with the handle."""
@@ -181,7 +185,11 @@ class Timers:
                 entry = heapq.heappop(heap)
                 if entry[2] == WAKE:
                     task = entry[3]
-                    if task._wait_seq != entry[4] or task._waiting_on is not self:
+                    if (
+                        task is None
+                        or task._wait_seq != entry[4]
+                        or task._waiting_on is not self
+                    ):
                         self._stale = max(0, self._stale - 1)
                         continue
                     task._wait_seq += 1
@@ -205,5 +213,9 @@ class Timers:
 def _live(entry: list[Any]) -> bool:
     if entry[2] == WAKE:
         task = entry[3]
-        return bool(task._wait_seq == entry[4] and task._waiting_on is not None)
+        return bool(
+            task is not None
+            and task._wait_seq == entry[4]
+            and task._waiting_on is not None
+        )
     return bool(entry[4].active)

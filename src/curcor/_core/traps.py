@@ -97,7 +97,7 @@ class WaitQueue(deque):
 
     def compact(self) -> None:
         """Drop stale entries; the next compaction waits for twice the rest."""
-        live = [e for e in self if e[0]._wait_seq == e[1]]
+        live = [e for e in self if e[0] is not None and e[0]._wait_seq == e[1]]
         self.clear()
         self.extend(live)
         self.limit = max(16, 2 * len(live))

@@ -72,3 +72,25 @@ __all__ = [
     "wait_readable",
     "wait_writable",
 ]
+
+# HTTP loads on first use: h11 is an optional dependency (the http extra).
+_HTTP = {
+    "BodyTooLarge",
+    "Client",
+    "ClientResponse",
+    "HTTPError",
+    "Headers",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "health_handler",
+    "serve_http",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _HTTP:
+        from . import http
+
+        return getattr(http, name)
+    raise AttributeError(f"module 'curcor.net' has no attribute {name!r}")

@@ -99,7 +99,7 @@ class PipeEnd:
             try:
                 return os.read(self._fd, bufsize)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd)
+                await wait_readable(self._fd, self)
 
     async def send(self, data: Any) -> int:
         """Write some of ``data``; the number of bytes written.
@@ -114,7 +114,7 @@ class PipeEnd:
             try:
                 return os.write(self._fd, data)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd)
+                await wait_writable(self._fd, self)
 
     def close(self) -> None:
         """Close now: tasks waiting on it get ``ClosedResourceError``.

@@ -117,7 +117,7 @@ class Socket:
             try:
                 conn, addr = self._sock.accept()
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd)
+                await wait_readable(self._fd, self)
                 continue
             return Socket(conn), addr
 
@@ -134,7 +134,7 @@ class Socket:
             return
         except (BlockingIOError, InterruptedError):
             pass
-        await wait_writable(self._fd)
+        await wait_writable(self._fd, self)
         err = self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
         if err:
             raise OSError(err, f"connect to {address!r} failed: {_strerror(err)}")
@@ -147,7 +147,7 @@ class Socket:
             try:
                 return self._sock.recv(bufsize, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd)
+                await wait_readable(self._fd, self)
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; the byte count (0 at end of stream)."""
@@ -157,7 +157,7 @@ class Socket:
             try:
                 return self._sock.recv_into(buffer, nbytes, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd)
+                await wait_readable(self._fd, self)
 
     async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive a datagram: ``(data, address)``."""
@@ -167,7 +167,7 @@ class Socket:
             try:
                 return self._sock.recvfrom(bufsize, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd)
+                await wait_readable(self._fd, self)
 
     async def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; the number of bytes sent."""
@@ -177,7 +177,7 @@ class Socket:
             try:
                 return self._sock.send(data, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd)
+                await wait_writable(self._fd, self)
 
     async def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``, waiting for room as needed."""
@@ -188,7 +188,7 @@ class Socket:
             try:
                 sent = self._sock.send(view, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd)
+                await wait_writable(self._fd, self)
                 continue
             view = view[sent:]
 
@@ -200,7 +200,7 @@ class Socket:
             try:
                 return self._sock.sendto(data, address)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd)
+                await wait_writable(self._fd, self)
 
 
 def _strerror(err: int) -> str:
