@@ -417,3 +417,53 @@ async def test_a_peer_reset_ends_its_connection_not_the_server():
             assert await s.read_until(b"\n") == b"alive\n"
         s.close()
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("backend", ["epoll", "poll", "select"])
+def test_every_poller_backend_serves_the_same_echo(backend):
+    import selectors
+
+    from curcor.config import load_config
+
+    if not hasattr(
+        selectors,
+        {"epoll": "EpollSelector", "poll": "PollSelector", "select": "SelectSelector"}[
+            backend
+        ],
+    ):
+        pytest.skip(f"{backend} is not available on this OS")
+
+    async def main() -> bytes:
+        async with curcor.TaskGroup() as tg:
+            port = await tg.start(net.serve_tcp, _echo)
+            got = []
+
+            async def client(i: int) -> None:
+                s = await net.dial_tcp("127.0.0.1", port)
+                s.write(b"%d\n" % i)
+                await s.drain()
+                got.append(await s.read_until(b"\n"))
+                s.close()
+
+            async with curcor.TaskGroup() as clients:
+                for i in range(20):
+                    clients.go(client(i))
+            tg.cancel_scope.cancel()
+        return b"".join(sorted(got))
+
+    config = load_config(env={}, flags={"scheduler": backend, "maxprocs": "2"})
+    assert curcor.run(main(), config=config) == b"".join(
+        sorted(b"%d\n" % i for i in range(20))
+    )
+    assert curcor.stats().backend == backend
+
+
+def test_kqueue_backend_is_refused_clearly_where_the_os_lacks_it():
+    import selectors
+
+    from curcor.config import load_config
+
+    if hasattr(selectors, "KqueueSelector"):
+        pytest.skip("this OS has kqueue")
+    with pytest.raises(curcor.ConfigError, match="not available"):
+        load_config(env={}, flags={"scheduler": "kqueue"})
