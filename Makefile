@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_TIMEOUT ?= 900
 
-.PHONY: run test test-all lint bench-quick bench clean lock
+.PHONY: run run-net test test-all lint bench-quick bench bench-net clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 run: $(STAMP)
 	$(VENV)/bin/curcor run examples/treescan.py $(ARGS)
+
+# The second real job: a curcor HTTP server mirrors a tree to a curcor client.
+run-net: $(STAMP)
+	$(VENV)/bin/curcor run examples/mirror.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -37,6 +41,9 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+bench-net: $(STAMP)
+	$(PY) benchmarks/run.py --echo
 
 clean:
 	rm -rf $(VENV) .venv-3.* build dist src/curcor/_version.py

@@ -3,6 +3,7 @@
     python benchmarks/run.py                  # all runtimes, full sizes, 3 runs
     python benchmarks/run.py --quick          # curcor + asyncio (make bench-quick)
     python benchmarks/run.py --maxprocs-ab    # curcor, CURCOR_MAXPROCS=1 vs 2
+    python benchmarks/run.py --echo           # TCP echo, 1 KiB x 100 conns
     python benchmarks/run.py --runtimes asyncio,uvloop,trio --json peers.json
 
 Every run is its own fresh interpreter running ``benchmarks/workloads.py``,
@@ -34,6 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS_PY = HERE / "workloads.py"
+ECHO_PY = HERE / "echo.py"
 
 ALL_RUNTIMES = ("curcor", "asyncio", "uvloop", "trio")
 QUICK_RUNTIMES = ("curcor", "asyncio")
@@ -42,7 +44,21 @@ AB_WORKLOADS = "spawn:1000000,pingpong:200000"
 AB_LIMIT = 1.10  # R-SCHED: N workers no more than 10% slower than 1
 EXIT_UNAVAILABLE = 3  # from workloads.py: the runtime cannot be imported
 BASELINE = "asyncio"
+DEFAULT_TIMEOUT = 300.0
 BUSY_LIMIT = 0.25  # foreign CPU (cores) during a run above which we warn
+
+# --echo: the servers in benchmarks/echo.py (same order as its SERVERS)
+ECHO_SERVERS = (
+    "curcor",
+    "curcor-socket",
+    "asyncio-streams",
+    "asyncio-protocol",
+    "uvloop-streams",
+    "uvloop-protocol",
+    "trio",
+)
+ECHO_BASELINE = "asyncio-streams"
+ECHO_START_TIMEOUT = 20.0  # s for a server to print its port
 
 
 @dataclass
@@ -325,6 +341,327 @@ def ab_table(cells: list[Cell], a: str, b: str) -> bool:
     return all_pass
 
 
+# ----------------------------------------------------------------------- echo
+
+
+def echo_cpus() -> tuple[int | None, int | None, str]:
+    """(server CPU, load-generator CPU, description); None = not pinned."""
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    allowed = sorted(getaffinity(0)) if getaffinity else []
+    if len(allowed) >= 2:
+        server, client = allowed[0], allowed[1]
+        return (
+            server,
+            client,
+            f"server pinned to CPU {server}, load generator to CPU {client} "
+            "(sched_setaffinity)",
+        )
+    return None, None, "not pinned (fewer than 2 usable CPUs)"
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str | None:
+    """The child's first stdout line, or None after ``timeout`` / at EOF."""
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return None
+    line = proc.stdout.readline()
+    return line or None
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def run_echo_once(
+    python: str,
+    server: str,
+    args: argparse.Namespace,
+    cpus: tuple[int | None, int | None],
+) -> tuple[dict[str, Any], int | None]:
+    """One server process and one load-generator process; both killed by pid
+    at the end. Never raises for a failing child."""
+    import tempfile
+
+    extra: dict[str, Any] = {}  # filled after both children are reaped
+    with tempfile.TemporaryFile(mode="w+") as srv_err:
+        record, rc = _run_echo_once(python, server, args, cpus, srv_err, extra)
+    record.update(extra)
+    return record, rc
+
+
+def _run_echo_once(
+    python: str,
+    server: str,
+    args: argparse.Namespace,
+    cpus: tuple[int | None, int | None],
+    srv_err: Any,
+    extra: dict[str, Any],
+) -> tuple[dict[str, Any], int | None]:
+    base: dict[str, Any] = {"server": server, "ok": False}
+    srv_cpu, cli_cpu = cpus
+    srv_cmd = [python, str(ECHO_PY), "--server", server]
+    if srv_cpu is not None:
+        srv_cmd += ["--cpu", str(srv_cpu)]
+    busy0, child0 = busy_cpu_s(), children_cpu_s()
+    t0 = time.perf_counter()
+    srv = subprocess.Popen(
+        srv_cmd,
+        stdout=subprocess.PIPE,
+        stderr=srv_err,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # own process group: killable as a whole
+    )
+    cli: subprocess.Popen[str] | None = None
+    try:
+        line = _read_line(srv, ECHO_START_TIMEOUT)
+        if line is None:
+            srv.poll()
+            if srv.returncode is None:
+                why = f"no port within {ECHO_START_TIMEOUT:g} s"
+            else:
+                srv_err.seek(0)
+                tail = [ln for ln in srv_err.read().splitlines() if ln.strip()]
+                why = f"exit {srv.returncode}: {tail[-1] if tail else 'no output'}"
+            return {**base, "error": f"server: {why}"}, srv.returncode
+        hello = json.loads(line)
+        cli_cmd = [python, str(ECHO_PY), "--client", "--port", str(hello["port"])]
+        cli_cmd += ["--conns", str(args.echo_conns), "--size", str(args.echo_size)]
+        cli_cmd += ["--seconds", str(args.echo_seconds)]
+        cli_cmd += ["--warmup", str(args.echo_warmup), "--server-pid", str(srv.pid)]
+        if cli_cpu is not None:
+            cli_cmd += ["--cpu", str(cli_cpu)]
+        cli = subprocess.Popen(
+            cli_cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, err = cli.communicate(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            return {**base, "error": f"client timeout after {args.timeout:g} s"}, None
+        record: dict[str, Any] = {}
+        for ln in reversed(out.splitlines()):
+            if ln.startswith("{"):
+                try:
+                    record = json.loads(ln)
+                    break
+                except json.JSONDecodeError:
+                    pass
+        record.setdefault("ok", False)
+        record["client_returncode"] = cli.returncode
+        record["server_cpus"] = hello.get("cpus")
+        record["client_cpus"] = record.pop("cpus", None)
+        record["runtime_version"] = hello.get("runtime_version")
+        record["python"] = hello.get("python")
+        record["server_peak_rss_mb"] = _peak_rss_mb(srv.pid)
+        if srv.poll() is not None:
+            record["ok"] = False
+            record.setdefault("error", f"server exited ({srv.returncode}) mid-run")
+        if cli.returncode != 0 or not record["ok"]:
+            record["ok"] = False
+            if "error" not in record:
+                tail = [ln for ln in err.strip().splitlines() if ln.strip()]
+                why = tail[-1] if tail else "no output"
+                record["error"] = f"client exit {cli.returncode}: {why}"
+            record["client_stderr_tail"] = err[-4000:]
+        return {**base, **record}, None
+    finally:
+        # Kill both by pid (= process group id), reap them, then account.
+        for proc in (cli, srv):
+            if proc is not None:
+                kill_child(proc)
+        srv_err.seek(0)
+        srv_tail = srv_err.read()[-4000:]
+        elapsed = time.perf_counter() - t0
+        busy1, child1 = busy_cpu_s(), children_cpu_s()
+        if busy0 is not None and busy1 is not None:
+            foreign = max(0.0, (busy1 - busy0) - (child1 - child0))
+            extra["foreign_cpu_cores"] = foreign / elapsed if elapsed else 0.0
+        extra["process_s"] = elapsed
+        if srv_tail.strip():
+            extra["server_stderr_tail"] = srv_tail
+
+
+def echo_table(cells: dict[str, list[dict[str, Any]]], label: str) -> None:
+    headers = ["workload", "server", "msg/s", "x streams", "MiB/s", "srv CPU"]
+    headers += ["gen CPU", "srv RSS MB", "conn min-max", "spread", "runs"]
+
+    def med(runs: list[dict[str, Any]], key: str) -> float | None:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    base_runs = [r for r in cells.get(ECHO_BASELINE, []) if r.get("ok")]
+    base = med(base_runs, "msg_per_s")
+    rows = []
+    for server, runs in cells.items():
+        ok = [r for r in runs if r.get("ok")]
+        if not ok:
+            errors = [r.get("error", "?") for r in runs]
+            rows.append([label, server, "ERROR", errors[0] if errors else "not run"])
+            continue
+        rate = med(ok, "msg_per_s")
+        rates = [r["msg_per_s"] for r in ok]
+        spread = (max(rates) - min(rates)) / rate if len(rates) > 1 and rate else None
+        lo = min(r["conn_min"] for r in ok)
+        hi = max(r["conn_max"] for r in ok)
+        rows.append(
+            [
+                label,
+                server,
+                f"{rate:,.0f}",
+                fmt(rate / base if base and rate else None, 2),
+                fmt(med(ok, "mib_per_s"), 1),
+                fmt(med(ok, "server_cpu"), 2),
+                fmt(med(ok, "client_cpu"), 2),
+                fmt(med(ok, "server_peak_rss_mb"), 1),
+                f"{lo}-{hi}",
+                "-" if spread is None else f"{spread:.0%}",
+                f"{len(ok)}/{len(runs)}",
+            ]
+        )
+    print_table(headers, rows, left=2)
+
+
+def main_echo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    servers = args.runtimes.split(",") if args.runtimes else list(ECHO_SERVERS)
+    servers = [s.strip() for s in servers if s.strip()]
+    for s in servers:
+        if s not in ECHO_SERVERS:
+            parser.error(f"unknown echo server {s!r} (known: {ECHO_SERVERS})")
+    runs = args.runs or 3
+    if runs < 1:
+        parser.error("--runs must be >= 1")
+    if args.echo_conns < 1 or args.echo_size < 1 or args.echo_seconds <= 0:
+        parser.error("--echo-conns, --echo-size, --echo-seconds must be positive")
+    if args.timeout == DEFAULT_TIMEOUT:  # a run is ~5 s: fail fast
+        args.timeout = args.echo_warmup + args.echo_seconds + 40.0
+    srv_cpu, cli_cpu, pinning = echo_cpus()
+    size = args.echo_size
+    label = f"echo {human_n(size) if size % 1024 else str(size // 1024) + 'KiB'}"
+    label += f" c{args.echo_conns}"
+    cells: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
+    unavailable: dict[str, str] = {}
+    total = runs * len(servers)
+    started = time.perf_counter()
+    started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    print(
+        f"# echo: {len(servers)} servers x {runs} runs, {args.echo_conns} conns x "
+        f"{size} B, {args.echo_warmup:g} s warm-up + {args.echo_seconds:g} s "
+        f"measured; {pinning}",
+        file=sys.stderr,
+    )
+    done = 0
+    for rep in range(runs):  # interleaved: run 1 of every server, then run 2...
+        for server in servers:
+            done += 1
+            prefix = f"[{done}/{total}] {label} {server} run {rep + 1}/{runs}"
+            if server in unavailable:
+                cells[server].append({"ok": False, "error": unavailable[server]})
+                print(f"{prefix}: skipped ({server} unavailable)", file=sys.stderr)
+                continue
+            record, rc = run_echo_once(args.python, server, args, (srv_cpu, cli_cpu))
+            cells[server].append(record)
+            if record["ok"]:
+                print(
+                    f"{prefix}: {record['msg_per_s']:,.0f} msg/s, server CPU "
+                    f"{record.get('server_cpu', float('nan')):.2f}, generator CPU "
+                    f"{record['client_cpu']:.2f}{busy_note(record)}",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"{prefix}: ERROR {record['error']}", file=sys.stderr)
+                if rc == EXIT_UNAVAILABLE:
+                    unavailable[server] = f"skipped: {record['error']}"
+    elapsed = time.perf_counter() - started
+    print(f"# done in {elapsed:.0f} s", file=sys.stderr)
+    print()
+
+    child_python = next(
+        (r["python"] for rs in cells.values() for r in rs if r.get("python")), "?"
+    )
+    gen_loop = next(
+        (r["loop"] for rs in cells.values() for r in rs if r.get("loop")), "?"
+    )
+    print(
+        f"curcor echo benchmark, Python {child_python}, {os.cpu_count()} CPUs, "
+        f"medians of {runs} runs, each server and the load generator in their "
+        "own processes"
+    )
+    print(
+        f"{args.echo_conns} connections, closed loop of {size}-byte messages, "
+        f"{args.echo_warmup:g} s warm-up then {args.echo_seconds:g} s counted; "
+        f"generator: benchmarks/echo.py --client on {gen_loop}; {pinning}"
+    )
+    print()
+    echo_table(cells, label)
+    print()
+    print(
+        f"x streams = msg/s / {ECHO_BASELINE} msg/s; MiB/s counts both "
+        "directions; srv CPU / gen CPU = cores used by the server / the "
+        "generator over the counted window (1.00 = saturated); conn min-max = "
+        "fewest and most echoes of one connection in one run"
+    )
+    all_runs = [r for rs in cells.values() for r in rs]
+    busy_runs = [r for r in all_runs if r.get("foreign_cpu_cores", 0.0) > BUSY_LIMIT]
+    if busy_runs:
+        worst = max(r["foreign_cpu_cores"] for r in busy_runs)
+        print(
+            f"\nwarning: other processes were busy during {len(busy_runs)} of "
+            f"{len(all_runs)} runs (up to {worst:.2f} of a core); with the "
+            "server and the generator on one core each, that skews the "
+            "figures: rerun when quiet"
+        )
+    if args.json:
+        payload = {
+            "meta": {
+                "date": started_at,
+                "mode": "echo",
+                "argv": sys.argv,
+                "python": args.python,
+                "python_version": child_python,
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "runs": runs,
+                "timeout_s": args.timeout,
+                "conns": args.echo_conns,
+                "size": size,
+                "warmup_s": args.echo_warmup,
+                "seconds": args.echo_seconds,
+                "pinning": pinning,
+                "server_cpu": srv_cpu,
+                "generator_cpu": cli_cpu,
+                "generator_loop": gen_loop,
+                "elapsed_s": elapsed,
+            },
+            "results": [
+                {
+                    "server": s,
+                    "runs": rs,
+                    "errors": [r.get("error") for r in rs if not r.get("ok")],
+                }
+                for s, rs in cells.items()
+            ],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0 if all(r.get("ok") for r in all_runs) else 1
+
+
 def _terminate(signum: int, frame: Any) -> None:
     # SIGTERM / SIGHUP: unwind like Ctrl-C so the running child is killed too
     # (it has its own process group and would not get the signal).
@@ -349,6 +686,20 @@ def main(argv: list[str] | None = None) -> int:
         "--maxprocs-ab",
         action="store_true",
         help="curcor only: CURCOR_MAXPROCS=1 and =2 interleaved, >= 5 runs each",
+    )
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="TCP echo: every server in benchmarks/echo.py against one load "
+        "generator (--runtimes then names echo servers)",
+    )
+    parser.add_argument("--echo-conns", type=int, default=100, metavar="N")
+    parser.add_argument("--echo-size", type=int, default=1024, metavar="BYTES")
+    parser.add_argument(
+        "--echo-seconds", type=float, default=3.0, metavar="S", help="counted"
+    )
+    parser.add_argument(
+        "--echo-warmup", type=float, default=0.5, metavar="S", help="not counted"
     )
     parser.add_argument(
         "--ab-maxprocs",
@@ -376,7 +727,10 @@ def main(argv: list[str] | None = None) -> int:
         help="runs per cell, median reported (default 3; 5 minimum with --maxprocs-ab)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=300.0, help="per-run timeout, s"
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="per-run timeout, s (default 300; with --echo, warm-up + seconds + 40)",
     )
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter for the children"
@@ -384,6 +738,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write results here")
     args = parser.parse_args(argv)
 
+    if args.echo:
+        if args.maxprocs_ab or args.quick or args.workloads:
+            parser.error(
+                "--echo does not combine with --quick/--maxprocs-ab/--workloads"
+            )
+        return main_echo(args, parser)
     if args.maxprocs_ab:
         runtimes = ["curcor"]
         runs = max(args.runs or 5, 5)

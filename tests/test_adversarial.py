@@ -26,9 +26,11 @@ def cfg(maxprocs: int = 1, **flags: str):
     return load_config(env={}, flags={"maxprocs": str(maxprocs), **flags})
 
 
-def run(coro, *, maxprocs: int = 1, clock=None, seed=None, **flags):
+def run(coro, *, maxprocs: int = 1, clock=None, seed=None, spread=None, **flags):
     """``curcor.run`` with an explicit, environment-free configuration."""
-    return curcor.run(coro, config=cfg(maxprocs, **flags), clock=clock, seed=seed)
+    return curcor.run(
+        coro, config=cfg(maxprocs, **flags), clock=clock, seed=seed, spread=spread
+    )
 
 
 async def outcome(awaitable):
@@ -473,7 +475,8 @@ def test_mutex_waitgroup_and_channel_hammered_from_both_workers():
         await d.join()
         return out[0], [w.steps for w in curcor.stats().workers]
 
-    received, steps = run(main(), maxprocs=2, seed=9)
+    # spread: on a GIL build the second worker would otherwise stay parked.
+    received, steps = run(main(), maxprocs=2, seed=9, spread=True)
     assert received == 40 * 60
     assert state == {"n": 40 * 60, "inside": 0, "overlap": False}
     assert all(s > 0 for s in steps), steps  # both workers really ran tasks
@@ -822,12 +825,6 @@ def test_waiters_on_timers_tickers_threads_and_from_thread_are_not_deadlocked():
     assert run(main(), maxprocs=2) == (3, "from a thread", True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a thread started by a task running on a worker "
-    "thread is a daemon (inherited), so it is not counted as a possible "
-    "waker: false DeadlockError with maxprocs > 1",
-)
 def test_a_thread_started_from_a_task_on_another_worker_still_counts_as_a_waker():
     # Repro (maxprocs=2): after `await sleep(0.001)` main resumes on
     # curcor-worker-1 (the poller fires timers), a daemon thread. A
@@ -857,7 +854,7 @@ def test_a_thread_started_from_a_task_on_another_worker_still_counts_as_a_waker(
         return await ch.recv()
 
     try:
-        assert run(main(), maxprocs=2) == "from a thread"
+        assert run(main(), maxprocs=2, spread=True) == "from a thread"
     finally:
         for t in threads:
             t.join(2)

@@ -321,6 +321,9 @@ def test_accept_loop_survives_a_real_descriptor_limit(tmp_path):
                     await curcor.sleep(0.3)  # the server backs off meanwhile
                     for s in held:  # descriptors free up
                         s.close()
+                    # The server now accepts the backlog of dead connections
+                    # and closes them; then there is room for a new one.
+                    await curcor.sleep(0.5)
                     s = await net.dial_tcp("127.0.0.1", port)
                     s.write(b"ok\\n")
                     await s.drain()

@@ -96,11 +96,21 @@ def _load_config(config: Any) -> tuple[Any, bool]:
 class Runtime:
     """One run of the scheduler: its workers, main task and outcome."""
 
-    def __init__(self, config: Any, clock: Clock | None, seed: int | None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        clock: Clock | None,
+        seed: int | None,
+        spread: bool | None = None,
+    ) -> None:
         self.config = config
         self.sched = Scheduler(
             config.maxprocs, clock=clock, backend=config.scheduler, seed=seed
         )
+        if spread is not None:
+            self.sched.spread = spread
+            for w in self.sched.workers:
+                w.spread = spread
         self.sched.task_ended = self._task_ended  # type: ignore[method-assign]
         self.sched.task_failed = self._task_failed  # type: ignore[method-assign]
         self.sched.late_spawn = self._late_spawn  # type: ignore[method-assign]
@@ -359,6 +369,20 @@ def _trim_runtime_frames(exc: BaseException) -> None:
         exc.__traceback__ = tb
 
 
+def inherit_non_daemon(t: threading.Thread) -> None:
+    """Let threads that tasks start on ``t`` default to non-daemon.
+
+    A runtime thread is started as a daemon, so a stuck one can never keep
+    the process alive at exit. But Python threads inherit ``daemon`` from
+    the thread that creates them, and deadlock detection counts only
+    non-daemon foreign threads as possible wakers: a thread a task starts
+    must look like one started from the main thread. The flag Python reads
+    for that default is flipped after the start, when the daemon status the
+    interpreter acts on is already fixed.
+    """
+    t._daemonic = False  # type: ignore[attr-defined]
+
+
 def _start_workers(rt: Runtime) -> None:
     """Start workers 1..n-1; on failure stop those started and raise."""
     sched = rt.sched
@@ -382,6 +406,7 @@ def _start_workers(rt: Runtime) -> None:
             ) from None
         assert t.ident is not None
         sched.runtime_threads.add(t.ident)
+        inherit_non_daemon(t)
         w.thread = t
         started.append(t)
 
@@ -407,6 +432,7 @@ def run(
     config: Any = None,
     clock: Clock | None = None,
     seed: int | None = None,
+    spread: bool | None = None,
 ) -> Any:
     """Boot the runtime, run ``coro`` as the main task, shut down, return its value.
 
@@ -416,6 +442,8 @@ def run(
             from ``curcor.toml`` and ``CURCOR_*`` environment variables.
         clock: a clock to drive timers (tests pass a ``FakeClock``).
         seed: shuffle the run queues with this seed (tests).
+        spread: wake idle workers eagerly, as free-threaded builds do, so
+            tests on GIL builds exercise several workers at once (tests).
 
     Raises:
         The main task's exception; the first exception that escaped a detached
@@ -445,7 +473,7 @@ def run(
             )
         _run_called = True
         try:
-            rt = Runtime(cfg, clock, seed)
+            rt = Runtime(cfg, clock, seed, spread)
         except BaseException:
             coro.close()
             raise

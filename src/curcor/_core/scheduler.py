@@ -690,12 +690,28 @@ class Scheduler:
     # -- parking --------------------------------------------------------------
 
     def wake_one(self) -> None:
-        """Called with ``lock`` held: get one idle worker looking for work."""
+        """Called with ``lock`` held: get one idle worker looking for work.
+
+        On GIL builds a worker that is running tasks already picks up the
+        global queue within 64 steps, so only an all-idle runtime wakes
+        someone (the poller first); a second worker running Python beside
+        the first would only fight it for the interpreter (see "Designs").
+        """
+        if not self.spread:
+            if self.polling is not None:
+                self._notify_poller()
+                return
+            if len(self.idle) < self.n:
+                return  # a worker is running: it sees the work at its tick
         for i, w in enumerate(self.idle):
             if w is not self.polling:
                 del self.idle[i]
                 w.park_lock.release()
                 return
+        self._notify_poller()
+
+    def _notify_poller(self) -> None:
+        """Called with ``lock`` held: wake the poller, once per wait."""
         if self.polling is not None and not self.poller_notified:
             self.poller_notified = True
             self.poller.wakeup()
@@ -743,7 +759,10 @@ class Scheduler:
                 if w in self.idle:
                     self.idle.remove(w)
                 return
-            poll = self.polling is None
+            # GIL builds: while another worker runs tasks (and polls at its
+            # ticks), an idle worker parks instead of polling, so I/O wakes
+            # land on one worker rather than two fighting for the GIL.
+            poll = self.polling is None and (self.spread or len(self.idle) == self.n)
             if poll:
                 self.polling = w
                 self.poller_notified = False

@@ -76,6 +76,9 @@ class ThreadPool:
             t.start()
             assert t.ident is not None
             self.sched.runtime_threads.add(t.ident)
+            from .runtime import inherit_non_daemon
+
+            inherit_non_daemon(t)
         self._jobs.put(job)
 
     def _serve(self) -> None:

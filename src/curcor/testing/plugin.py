@@ -94,11 +94,17 @@ def pytest_pyfunc_call(pyfuncitem: Any) -> Any:
     config = load_config(env={}, flags=overrides)
     argnames = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in argnames}
-    curcor.run(_run_test(func, kwargs), config=config, clock=clock, seed=seed)
+    curcor.run(
+        _run_test(func, kwargs),
+        config=config,
+        clock=clock,
+        seed=seed,
+        spread=opts.get("spread"),
+    )
     return True
 
 
-_MARKER_KEYS = {"clock", "maxprocs", "seed"}
+_MARKER_KEYS = {"clock", "maxprocs", "seed", "spread"}
 
 
 def _marker_options(marker: Any) -> dict[str, Any]:
