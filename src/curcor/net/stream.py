@@ -112,7 +112,12 @@ class Stream:
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (any amount when ``n < 0``); ``b""`` at the end."""
         if not self._rbuf and not self._eof:
-            await self._fill()
+            # Nothing buffered: hand the kernel's bytes over as they come,
+            # with no copy through the buffer (the common echo/proxy case).
+            data = await self.socket.recv(n if 0 < n < READ_SIZE else READ_SIZE)
+            if not data:
+                self._eof = True
+            return data
         if n < 0 or n >= len(self._rbuf):
             data = bytes(self._rbuf)
             self._rbuf.clear()
