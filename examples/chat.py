@@ -79,7 +79,9 @@ async def session(hub: Hub, ids: itertools.count, stream: net.Stream) -> None:
                 await hub.inbox.send(b"%d: %s" % (cid, line))
             tg.cancel_scope.cancel()
     finally:
-        with curcor.CancelScope(shield=True):
+        # Say goodbye even when cancelled, but briefly: while the server
+        # shuts down the hub may already be gone.
+        with curcor.CancelScope(shield=True, deadline=curcor.now() + 1):
             await hub.leaves.send(cid)
             await hub.inbox.send(b"* client %d left\n" % cid)
 

@@ -147,3 +147,31 @@ async def test_unix_socket_echo(tmp_path):
         assert await s.read_until(b"\n") == b"over unix\n"
         s.close()
         tg.cancel_scope.cancel()
+
+
+@real
+async def test_a_client_that_breaks_tls_ends_its_connection_not_the_server(
+    server_context, client_context
+):
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(
+            lambda task_status: net.serve_tcp(
+                _echo, ssl=server_context, task_status=task_status
+            )
+        )
+        bad = await net.dial_tcp("localhost", port, ssl=client_context)
+        # A record with a bad MAC, written under the TLS layer.
+        await bad.socket.socket.sendall(b"\x17\x03\x03\x00\x05hello")
+        await curcor.sleep(0.05)
+        bad.close()
+        with curcor.timeout(5):
+            good = await net.dial_tcp("localhost", port, ssl=client_context)
+            good.write(b"still here\n")
+            await good.drain()
+            assert await good.read_until(b"\n") == b"still here\n"
+        good.close()
+        tg.cancel_scope.cancel()
+
+
+def test_tls_error_reads_as_its_message():
+    assert str(net.TLSError("handshake failed")) == "handshake failed"

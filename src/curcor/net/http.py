@@ -4,7 +4,8 @@
 -> Response``; ``async with Client(base_url=url) as c: r = await c.get("/")``
 talks to any HTTP/1.1 server. h11 parses and frames the messages; this
 module does the I/O, the limits, the timeouts and the connection reuse.
-Plain http only: https waits for TLS in ``curcor.net``.
+Plain http only for now: TLS exists in ``curcor.net`` and is not yet wired
+into the HTTP server and client.
 
 Terms
 -----
@@ -830,6 +831,12 @@ class _ServerConn:
                         await self._flush()
             except HTTPError:
                 return False  # the client stalled or overran while it streamed
+            except OSError as exc:
+                # The client left or stopped reading mid-body: not an app bug.
+                _log.debug(
+                    "%s %s from %s: client went away: %s", *self._what(request), exc
+                )
+                return False
             except Exception:
                 # The head is out: a 500 is too late. Closing without the
                 # last chunk tells the client the body is incomplete.
@@ -1146,6 +1153,10 @@ class Client:
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
+                if conn.received == 0 or "ConnectionClosed" in str(exc):
+                    raise ProtocolError(
+                        "the server closed the connection before a complete response"
+                    ) from None
                 raise ProtocolError(f"bad response: {exc}") from None
             if event is h11.NEED_DATA:
                 try:

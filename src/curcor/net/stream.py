@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import errno
 import socket as _socket
+import ssl as _ssl
 from typing import Any, Protocol
 
 from .._core.group import TASK_STATUS_IGNORED, TaskGroup
 from .._core.io import ClosedResourceError
-from .socket import Socket, getaddrinfo
+from .socket import Socket, _checkpoint, getaddrinfo
 
 # Bytes asked of the kernel per read. Arbitrary; no measurement yet.
 READ_SIZE = 64 * 1024
@@ -110,7 +111,12 @@ class Stream:
             pool.put(buf)
 
     async def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (any amount when ``n < 0``); ``b""`` at the end."""
+        """Up to ``n`` bytes (any amount when ``n < 0``); ``b""`` at the end.
+
+        Like every Stream operation, a checkpoint: in a cancelled scope it
+        raises ``Cancelled`` even when bytes are already buffered.
+        """
+        _checkpoint("Stream.read()")
         if not self._rbuf and not self._eof:
             # Nothing buffered: hand the kernel's bytes over as they come,
             # with no copy through the buffer (the common echo/proxy case).
@@ -133,6 +139,7 @@ class Stream:
             IncompleteReadError: the stream ended first (``.partial`` holds
                 what arrived).
         """
+        _checkpoint("Stream.read_exactly()")
         while len(self._rbuf) < n:
             if self._eof or not await self._fill():
                 partial = bytes(self._rbuf)
@@ -151,6 +158,7 @@ class Stream:
         """
         if not separator:
             raise ValueError("read_until() needs a non-empty separator")
+        _checkpoint("Stream.read_until()")
         start = 0
         while True:
             at = self._rbuf.find(separator, start)
@@ -193,6 +201,7 @@ class Stream:
 
     async def drain(self) -> None:
         """Wait until everything written has been handed to the kernel."""
+        _checkpoint("Stream.drain()")
         while self._wbuf:
             sent = await self.socket.send(self._wbuf)
             del self._wbuf[:sent]
@@ -443,9 +452,9 @@ async def _serve_one(handler: Any, stream: Stream) -> None:
                 logging.getLogger("curcor").info("dropped a connection: %s", exc)
                 return
         await handler(stream)
-    except (ConnectionError, ClosedResourceError) as exc:
-        # The peer reset or vanished: that ends this connection, not the
-        # server. Other errors in a handler are bugs and propagate.
+    except (ConnectionError, ClosedResourceError, _ssl.SSLError) as exc:
+        # The peer reset, vanished or broke TLS: that ends this connection,
+        # not the server. Other errors in a handler are bugs and propagate.
         import logging
 
         logging.getLogger("curcor").debug("connection ended: %s", exc)

@@ -21,6 +21,9 @@ PULL_SIZE = 64 * 1024
 class TLSError(ssl.SSLError):
     """The TLS handshake or session failed; the message names the peer."""
 
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
 
 class TLSSocket:
     """A TLS session over a connected ``Socket`` (client or server side).
