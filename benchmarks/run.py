@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick          # curcor + asyncio (make bench-quick)
     python benchmarks/run.py --maxprocs-ab    # curcor, CURCOR_MAXPROCS=1 vs 2
     python benchmarks/run.py --echo           # TCP echo, 1 KiB x 100 conns
+    python benchmarks/run.py --http           # HTTP hello, 50 keep-alive conns
     python benchmarks/run.py --runtimes asyncio,uvloop,trio --json peers.json
 
 Every run is its own fresh interpreter running ``benchmarks/workloads.py``,
@@ -36,6 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 WORKLOADS_PY = HERE / "workloads.py"
 ECHO_PY = HERE / "echo.py"
+HTTP_PY = HERE / "http_hello.py"
 
 ALL_RUNTIMES = ("curcor", "asyncio", "uvloop", "trio")
 QUICK_RUNTIMES = ("curcor", "asyncio")
@@ -59,6 +61,10 @@ ECHO_SERVERS = (
 )
 ECHO_BASELINE = "asyncio-streams"
 ECHO_START_TIMEOUT = 20.0  # s for a server to print its port
+
+# --http: the servers in benchmarks/http_hello.py (same order as its SERVERS)
+HTTP_SERVERS = ("curcor", "asyncio-h11", "uvloop-h11")
+HTTP_BASELINE = "asyncio-h11"
 
 
 @dataclass
@@ -388,14 +394,24 @@ def run_echo_once(
     server: str,
     args: argparse.Namespace,
     cpus: tuple[int | None, int | None],
+    script: Path = ECHO_PY,
+    client_args: list[str] | None = None,
 ) -> tuple[dict[str, Any], int | None]:
     """One server process and one load-generator process; both killed by pid
-    at the end. Never raises for a failing child."""
+    at the end. Never raises for a failing child. ``script`` holds both sides
+    (echo.py or http_hello.py); ``client_args`` replace the echo load
+    options (--conns, --size, --seconds, --warmup) for another script."""
     import tempfile
 
+    if client_args is None:
+        client_args = ["--conns", str(args.echo_conns), "--size", str(args.echo_size)]
+        client_args += ["--seconds", str(args.echo_seconds)]
+        client_args += ["--warmup", str(args.echo_warmup)]
     extra: dict[str, Any] = {}  # filled after both children are reaped
     with tempfile.TemporaryFile(mode="w+") as srv_err:
-        record, rc = _run_echo_once(python, server, args, cpus, srv_err, extra)
+        record, rc = _run_echo_once(
+            python, server, args, cpus, srv_err, extra, script, client_args
+        )
     record.update(extra)
     return record, rc
 
@@ -407,10 +423,12 @@ def _run_echo_once(
     cpus: tuple[int | None, int | None],
     srv_err: Any,
     extra: dict[str, Any],
+    script: Path,
+    client_args: list[str],
 ) -> tuple[dict[str, Any], int | None]:
     base: dict[str, Any] = {"server": server, "ok": False}
     srv_cpu, cli_cpu = cpus
-    srv_cmd = [python, str(ECHO_PY), "--server", server]
+    srv_cmd = [python, str(script), "--server", server]
     if srv_cpu is not None:
         srv_cmd += ["--cpu", str(srv_cpu)]
     busy0, child0 = busy_cpu_s(), children_cpu_s()
@@ -436,10 +454,8 @@ def _run_echo_once(
                 why = f"exit {srv.returncode}: {tail[-1] if tail else 'no output'}"
             return {**base, "error": f"server: {why}"}, srv.returncode
         hello = json.loads(line)
-        cli_cmd = [python, str(ECHO_PY), "--client", "--port", str(hello["port"])]
-        cli_cmd += ["--conns", str(args.echo_conns), "--size", str(args.echo_size)]
-        cli_cmd += ["--seconds", str(args.echo_seconds)]
-        cli_cmd += ["--warmup", str(args.echo_warmup), "--server-pid", str(srv.pid)]
+        cli_cmd = [python, str(script), "--client", "--port", str(hello["port"])]
+        cli_cmd += [*client_args, "--server-pid", str(srv.pid)]
         if cli_cpu is not None:
             cli_cmd += ["--cpu", str(cli_cpu)]
         cli = subprocess.Popen(
@@ -662,6 +678,180 @@ def main_echo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0 if all(r.get("ok") for r in all_runs) else 1
 
 
+# ----------------------------------------------------------------------- http
+
+
+def http_table(cells: dict[str, list[dict[str, Any]]], label: str) -> None:
+    headers = ["workload", "server", "req/s", "x asyncio-h11", "srv CPU"]
+    headers += ["gen CPU", "srv RSS MB", "conn min-max", "spread", "runs"]
+
+    def med(runs: list[dict[str, Any]], key: str) -> float | None:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    base_runs = [r for r in cells.get(HTTP_BASELINE, []) if r.get("ok")]
+    base = med(base_runs, "req_per_s")
+    rows = []
+    for server, runs in cells.items():
+        ok = [r for r in runs if r.get("ok")]
+        if not ok:
+            errors = [r.get("error", "?") for r in runs]
+            rows.append([label, server, "ERROR", errors[0] if errors else "not run"])
+            continue
+        rate = med(ok, "req_per_s")
+        rates = [r["req_per_s"] for r in ok]
+        spread = (max(rates) - min(rates)) / rate if len(rates) > 1 and rate else None
+        lo = min(r["conn_min"] for r in ok)
+        hi = max(r["conn_max"] for r in ok)
+        rows.append(
+            [
+                label,
+                server,
+                f"{rate:,.0f}",
+                fmt(rate / base if base and rate else None, 2),
+                fmt(med(ok, "server_cpu"), 2),
+                fmt(med(ok, "client_cpu"), 2),
+                fmt(med(ok, "server_peak_rss_mb"), 1),
+                f"{lo}-{hi}",
+                "-" if spread is None else f"{spread:.0%}",
+                f"{len(ok)}/{len(runs)}",
+            ]
+        )
+    print_table(headers, rows, left=2)
+
+
+def main_http(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    servers = args.runtimes.split(",") if args.runtimes else list(HTTP_SERVERS)
+    servers = [s.strip() for s in servers if s.strip()]
+    for s in servers:
+        if s not in HTTP_SERVERS:
+            parser.error(f"unknown http server {s!r} (known: {HTTP_SERVERS})")
+    runs = args.runs or 3
+    if runs < 1:
+        parser.error("--runs must be >= 1")
+    if args.http_conns < 1 or args.http_seconds <= 0 or args.http_warmup < 0:
+        parser.error("--http-conns and --http-seconds must be positive")
+    if args.timeout == DEFAULT_TIMEOUT:  # a run is ~5 s: fail fast
+        args.timeout = args.http_warmup + args.http_seconds + 40.0
+    srv_cpu, cli_cpu, pinning = echo_cpus()
+    label = f"http hello c{args.http_conns}"
+    client_args = ["--conns", str(args.http_conns)]
+    client_args += ["--seconds", str(args.http_seconds)]
+    client_args += ["--warmup", str(args.http_warmup)]
+    cells: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
+    unavailable: dict[str, str] = {}
+    total = runs * len(servers)
+    started = time.perf_counter()
+    started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    print(
+        f"# http: {len(servers)} servers x {runs} runs, {args.http_conns} "
+        f"keep-alive conns, {args.http_warmup:g} s warm-up + "
+        f"{args.http_seconds:g} s measured; {pinning}",
+        file=sys.stderr,
+    )
+    done = 0
+    for rep in range(runs):  # interleaved: run 1 of every server, then run 2...
+        for server in servers:
+            done += 1
+            prefix = f"[{done}/{total}] {label} {server} run {rep + 1}/{runs}"
+            if server in unavailable:
+                cells[server].append({"ok": False, "error": unavailable[server]})
+                print(f"{prefix}: skipped ({server} unavailable)", file=sys.stderr)
+                continue
+            record, rc = run_echo_once(
+                args.python, server, args, (srv_cpu, cli_cpu), HTTP_PY, client_args
+            )
+            cells[server].append(record)
+            if record["ok"]:
+                print(
+                    f"{prefix}: {record['req_per_s']:,.0f} req/s, server CPU "
+                    f"{record.get('server_cpu', float('nan')):.2f}, generator CPU "
+                    f"{record['client_cpu']:.2f}{busy_note(record)}",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"{prefix}: ERROR {record['error']}", file=sys.stderr)
+                if rc == EXIT_UNAVAILABLE:
+                    unavailable[server] = f"skipped: {record['error']}"
+    elapsed = time.perf_counter() - started
+    print(f"# done in {elapsed:.0f} s", file=sys.stderr)
+    print()
+
+    child_python = next(
+        (r["python"] for rs in cells.values() for r in rs if r.get("python")), "?"
+    )
+    gen_loop = next(
+        (r["loop"] for rs in cells.values() for r in rs if r.get("loop")), "?"
+    )
+    print(
+        f"curcor HTTP hello benchmark, Python {child_python}, {os.cpu_count()} "
+        f"CPUs, medians of {runs} runs, each server and the load generator in "
+        "their own processes"
+    )
+    print(
+        f"{args.http_conns} keep-alive connections, closed loop of GET / (no "
+        f"pipelining), 5-byte body, {args.http_warmup:g} s warm-up then "
+        f"{args.http_seconds:g} s counted; generator: benchmarks/http_hello.py "
+        f"--client on {gen_loop}; {pinning}"
+    )
+    print()
+    http_table(cells, label)
+    print()
+    print(
+        f"x asyncio-h11 = req/s / {HTTP_BASELINE} req/s (> 1: faster); every "
+        "server parses with h11; srv CPU / gen CPU = cores used by the server "
+        "/ the generator over the counted window (1.00 = saturated); conn "
+        "min-max = fewest and most responses of one connection in one run"
+    )
+    all_runs = [r for rs in cells.values() for r in rs]
+    busy_runs = [r for r in all_runs if r.get("foreign_cpu_cores", 0.0) > BUSY_LIMIT]
+    if busy_runs:
+        worst = max(r["foreign_cpu_cores"] for r in busy_runs)
+        print(
+            f"\nwarning: other processes were busy during {len(busy_runs)} of "
+            f"{len(all_runs)} runs (up to {worst:.2f} of a core); with the "
+            "server and the generator on one core each, that skews the "
+            "figures: rerun when quiet"
+        )
+    if args.json:
+        payload = {
+            "meta": {
+                "date": started_at,
+                "mode": "http",
+                "argv": sys.argv,
+                "python": args.python,
+                "python_version": child_python,
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "runs": runs,
+                "timeout_s": args.timeout,
+                "conns": args.http_conns,
+                "request": "GET / HTTP/1.1, Host: x; response body hello",
+                "warmup_s": args.http_warmup,
+                "seconds": args.http_seconds,
+                "pinning": pinning,
+                "server_cpu": srv_cpu,
+                "generator_cpu": cli_cpu,
+                "generator_loop": gen_loop,
+                "elapsed_s": elapsed,
+            },
+            "results": [
+                {
+                    "server": s,
+                    "runtime_version": next(
+                        (r.get("runtime_version") for r in rs if r.get("ok")), None
+                    ),
+                    "runs": rs,
+                    "errors": [r.get("error") for r in rs if not r.get("ok")],
+                }
+                for s, rs in cells.items()
+            ],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0 if all(r.get("ok") for r in all_runs) else 1
+
+
 def _terminate(signum: int, frame: Any) -> None:
     # SIGTERM / SIGHUP: unwind like Ctrl-C so the running child is killed too
     # (it has its own process group and would not get the signal).
@@ -692,6 +882,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="TCP echo: every server in benchmarks/echo.py against one load "
         "generator (--runtimes then names echo servers)",
+    )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="HTTP hello: every server in benchmarks/http_hello.py against one "
+        "load generator (--runtimes then names HTTP servers)",
+    )
+    parser.add_argument("--http-conns", type=int, default=50, metavar="N")
+    parser.add_argument(
+        "--http-seconds", type=float, default=3.0, metavar="S", help="counted"
+    )
+    parser.add_argument(
+        "--http-warmup", type=float, default=0.5, metavar="S", help="not counted"
     )
     parser.add_argument("--echo-conns", type=int, default=100, metavar="N")
     parser.add_argument("--echo-size", type=int, default=1024, metavar="BYTES")
@@ -730,7 +933,8 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
-        help="per-run timeout, s (default 300; with --echo, warm-up + seconds + 40)",
+        help="per-run timeout, s (default 300; with --echo/--http, warm-up + "
+        "seconds + 40)",
     )
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter for the children"
@@ -738,6 +942,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write results here")
     args = parser.parse_args(argv)
 
+    if args.http:
+        if args.echo or args.maxprocs_ab or args.quick or args.workloads:
+            parser.error(
+                "--http does not combine with --echo/--quick/--maxprocs-ab/--workloads"
+            )
+        return main_http(args, parser)
     if args.echo:
         if args.maxprocs_ab or args.quick or args.workloads:
             parser.error(
