@@ -868,8 +868,8 @@ class _ServerConn:
         Raises:
             OSError: the client went away or read nothing for that long.
         """
-        if not self.stream.buffered:
-            return
+        if not self.stream.buffered or self.stream.try_drain():
+            return  # sent at once: no timeout scope (nor timer) needed
         with move_on_after(self.server.idle_timeout) as scope:
             await self.stream.drain()
         if scope.cancelled_caught:

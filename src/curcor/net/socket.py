@@ -179,6 +179,20 @@ class Socket:
             except (BlockingIOError, InterruptedError):
                 await wait_writable(self._fd, self)
 
+    def try_send(self, data: Any) -> int:
+        """Send what the kernel takes now, never waiting; 0 if it would wait.
+
+        Not a checkpoint (it never suspends).
+
+        Raises:
+            ClosedResourceError: the socket is closed.
+        """
+        self._check_open()
+        try:
+            return self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
     async def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``, waiting for room as needed."""
         _checkpoint("Socket.sendall()")

@@ -206,6 +206,19 @@ class Stream:
             sent = await self.socket.send(self._wbuf)
             del self._wbuf[:sent]
 
+    def try_drain(self) -> bool:
+        """Send what the kernel takes now, without waiting; True if nothing
+        is left buffered (callers then skip arming a timeout for ``drain``)."""
+        try_send = getattr(self.socket, "try_send", None)
+        if try_send is None:
+            return not self._wbuf
+        while self._wbuf:
+            sent = try_send(self._wbuf)
+            if not sent:
+                return False
+            del self._wbuf[:sent]
+        return True
+
     @property
     def buffered(self) -> int:
         """Bytes written and not yet sent."""
