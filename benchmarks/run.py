@@ -20,6 +20,7 @@ ratio is within the spec's 1.10), 1 otherwise, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -389,34 +390,30 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_echo_once(
+def run_load_once(
     python: str,
     server: str,
     args: argparse.Namespace,
     cpus: tuple[int | None, int | None],
-    script: Path = ECHO_PY,
-    client_args: list[str] | None = None,
+    script: Path,
+    client_args: list[str],
 ) -> tuple[dict[str, Any], int | None]:
     """One server process and one load-generator process; both killed by pid
     at the end. Never raises for a failing child. ``script`` holds both sides
-    (echo.py or http_hello.py); ``client_args`` replace the echo load
-    options (--conns, --size, --seconds, --warmup) for another script."""
+    (echo.py or http_hello.py); ``client_args`` are the generator's load
+    options."""
     import tempfile
 
-    if client_args is None:
-        client_args = ["--conns", str(args.echo_conns), "--size", str(args.echo_size)]
-        client_args += ["--seconds", str(args.echo_seconds)]
-        client_args += ["--warmup", str(args.echo_warmup)]
     extra: dict[str, Any] = {}  # filled after both children are reaped
     with tempfile.TemporaryFile(mode="w+") as srv_err:
-        record, rc = _run_echo_once(
+        record, rc = _run_load_once(
             python, server, args, cpus, srv_err, extra, script, client_args
         )
     record.update(extra)
     return record, rc
 
 
-def _run_echo_once(
+def _run_load_once(
     python: str,
     server: str,
     args: argparse.Namespace,
@@ -513,96 +510,170 @@ def _run_echo_once(
             extra["server_stderr_tail"] = srv_tail
 
 
-def echo_table(cells: dict[str, list[dict[str, Any]]], label: str) -> None:
-    headers = ["workload", "server", "msg/s", "x streams", "MiB/s", "srv CPU"]
-    headers += ["gen CPU", "srv RSS MB", "conn min-max", "spread", "runs"]
+@dataclasses.dataclass
+class LoadBench:
+    """One server-against-load-generator benchmark (echo, HTTP hello)."""
+
+    mode: str  # "echo" or "http": the JSON meta "mode"
+    servers: tuple[str, ...]
+    baseline: str  # the server the ratios divide by
+    rate_key: str  # "msg_per_s" or "req_per_s" in a run's record
+    unit: str  # "msg/s" or "req/s"
+    ratio_header: str  # the table column of rate / baseline rate
+    script: Path  # holds both the server and the load generator
+    conns: int
+    warmup: float
+    seconds: float
+    client_args: list[str]
+    label: str  # the table's workload cell
+    banner: str  # the "# ..." progress line's description
+    title: str  # the report's first line, before ", Python ..."
+    setup: str  # the report's second line, before "; generator: ..."
+    legend: str  # the note under the table
+    mib_column: bool = False  # echo also reports MiB/s both ways
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def load_table(cells: dict[str, list[dict[str, Any]]], bench: LoadBench) -> None:
+    """Medians per server, with the ratio to the baseline server."""
+    headers = ["workload", "server", bench.unit, bench.ratio_header]
+    headers += ["MiB/s"] if bench.mib_column else []
+    headers += ["srv CPU", "gen CPU", "srv RSS MB", "conn min-max", "spread", "runs"]
 
     def med(runs: list[dict[str, Any]], key: str) -> float | None:
         values = [r[key] for r in runs if r.get(key) is not None]
         return statistics.median(values) if values else None
 
-    base_runs = [r for r in cells.get(ECHO_BASELINE, []) if r.get("ok")]
-    base = med(base_runs, "msg_per_s")
+    base_runs = [r for r in cells.get(bench.baseline, []) if r.get("ok")]
+    base = med(base_runs, bench.rate_key)
     rows = []
     for server, runs in cells.items():
         ok = [r for r in runs if r.get("ok")]
         if not ok:
             errors = [r.get("error", "?") for r in runs]
-            rows.append([label, server, "ERROR", errors[0] if errors else "not run"])
+            rows.append(
+                [bench.label, server, "ERROR", errors[0] if errors else "not run"]
+            )
             continue
-        rate = med(ok, "msg_per_s")
-        rates = [r["msg_per_s"] for r in ok]
+        rate = med(ok, bench.rate_key)
+        rates = [r[bench.rate_key] for r in ok]
         spread = (max(rates) - min(rates)) / rate if len(rates) > 1 and rate else None
         lo = min(r["conn_min"] for r in ok)
         hi = max(r["conn_max"] for r in ok)
-        rows.append(
-            [
-                label,
-                server,
-                f"{rate:,.0f}",
-                fmt(rate / base if base and rate else None, 2),
-                fmt(med(ok, "mib_per_s"), 1),
-                fmt(med(ok, "server_cpu"), 2),
-                fmt(med(ok, "client_cpu"), 2),
-                fmt(med(ok, "server_peak_rss_mb"), 1),
-                f"{lo}-{hi}",
-                "-" if spread is None else f"{spread:.0%}",
-                f"{len(ok)}/{len(runs)}",
-            ]
-        )
+        row = [bench.label, server, f"{rate:,.0f}"]
+        row.append(fmt(rate / base if base and rate else None, 2))
+        if bench.mib_column:
+            row.append(fmt(med(ok, "mib_per_s"), 1))
+        row += [
+            fmt(med(ok, "server_cpu"), 2),
+            fmt(med(ok, "client_cpu"), 2),
+            fmt(med(ok, "server_peak_rss_mb"), 1),
+            f"{lo}-{hi}",
+            "-" if spread is None else f"{spread:.0%}",
+            f"{len(ok)}/{len(runs)}",
+        ]
+        rows.append(row)
     print_table(headers, rows, left=2)
 
 
-def main_echo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    servers = args.runtimes.split(",") if args.runtimes else list(ECHO_SERVERS)
+def echo_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> LoadBench:
+    """The echo benchmark, from --echo-* options."""
+    if args.echo_conns < 1 or args.echo_size < 1 or args.echo_seconds <= 0:
+        parser.error("--echo-conns, --echo-size, --echo-seconds must be positive")
+    size, conns = args.echo_size, args.echo_conns
+    warmup, seconds = args.echo_warmup, args.echo_seconds
+    label = f"echo {human_n(size) if size % 1024 else str(size // 1024) + 'KiB'}"
+    return LoadBench(
+        mode="echo",
+        servers=ECHO_SERVERS,
+        baseline=ECHO_BASELINE,
+        rate_key="msg_per_s",
+        unit="msg/s",
+        ratio_header="x streams",
+        script=ECHO_PY,
+        conns=conns,
+        warmup=warmup,
+        seconds=seconds,
+        client_args=[
+            *("--conns", str(conns), "--size", str(size)),
+            *("--seconds", str(seconds), "--warmup", str(warmup)),
+        ],
+        label=f"{label} c{conns}",
+        banner=f"{conns} conns x {size} B",
+        title="curcor echo benchmark",
+        setup=f"{conns} connections, closed loop of {size}-byte messages",
+        legend=(
+            f"x streams = msg/s / {ECHO_BASELINE} msg/s; MiB/s counts both "
+            "directions; srv CPU / gen CPU = cores used by the server / the "
+            "generator over the counted window (1.00 = saturated); conn min-max = "
+            "fewest and most echoes of one connection in one run"
+        ),
+        mib_column=True,
+        meta={"size": size},
+    )
+
+
+def http_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> LoadBench:
+    """The HTTP hello benchmark, from --http-* options."""
+    if args.http_conns < 1 or args.http_seconds <= 0 or args.http_warmup < 0:
+        parser.error("--http-conns and --http-seconds must be positive")
+    conns, warmup, seconds = args.http_conns, args.http_warmup, args.http_seconds
+    return LoadBench(
+        mode="http",
+        servers=HTTP_SERVERS,
+        baseline=HTTP_BASELINE,
+        rate_key="req_per_s",
+        unit="req/s",
+        ratio_header="x asyncio-h11",
+        script=HTTP_PY,
+        conns=conns,
+        warmup=warmup,
+        seconds=seconds,
+        client_args=[
+            *("--conns", str(conns), "--seconds", str(seconds)),
+            *("--warmup", str(warmup)),
+        ],
+        label=f"http hello c{conns}",
+        banner=f"{conns} keep-alive conns",
+        title="curcor HTTP hello benchmark",
+        setup=(
+            f"{conns} keep-alive connections, closed loop of GET / (no "
+            "pipelining), 5-byte body"
+        ),
+        legend=(
+            f"x asyncio-h11 = req/s / {HTTP_BASELINE} req/s (> 1: faster); every "
+            "server parses with h11; srv CPU / gen CPU = cores used by the server "
+            "/ the generator over the counted window (1.00 = saturated); conn "
+            "min-max = fewest and most responses of one connection in one run"
+        ),
+        meta={"request": "GET / HTTP/1.1, Host: x; response body hello"},
+    )
+
+
+def main_load(
+    bench: LoadBench, args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> int:
+    """Run ``bench`` on each server, interleaved; print the table; write JSON."""
+    servers = args.runtimes.split(",") if args.runtimes else list(bench.servers)
     servers = [s.strip() for s in servers if s.strip()]
     for s in servers:
-        if s not in ECHO_SERVERS:
-            parser.error(f"unknown echo server {s!r} (known: {ECHO_SERVERS})")
+        if s not in bench.servers:
+            parser.error(f"unknown {bench.mode} server {s!r} (known: {bench.servers})")
     runs = args.runs or 3
     if runs < 1:
         parser.error("--runs must be >= 1")
-    if args.echo_conns < 1 or args.echo_size < 1 or args.echo_seconds <= 0:
-        parser.error("--echo-conns, --echo-size, --echo-seconds must be positive")
     if args.timeout == DEFAULT_TIMEOUT:  # a run is ~5 s: fail fast
-        args.timeout = args.echo_warmup + args.echo_seconds + 40.0
+        args.timeout = bench.warmup + bench.seconds + 40.0
     srv_cpu, cli_cpu, pinning = echo_cpus()
-    size = args.echo_size
-    label = f"echo {human_n(size) if size % 1024 else str(size // 1024) + 'KiB'}"
-    label += f" c{args.echo_conns}"
     cells: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
-    unavailable: dict[str, str] = {}
-    total = runs * len(servers)
     started = time.perf_counter()
     started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     print(
-        f"# echo: {len(servers)} servers x {runs} runs, {args.echo_conns} conns x "
-        f"{size} B, {args.echo_warmup:g} s warm-up + {args.echo_seconds:g} s "
-        f"measured; {pinning}",
+        f"# {bench.mode}: {len(servers)} servers x {runs} runs, {bench.banner}, "
+        f"{bench.warmup:g} s warm-up + {bench.seconds:g} s measured; {pinning}",
         file=sys.stderr,
     )
-    done = 0
-    for rep in range(runs):  # interleaved: run 1 of every server, then run 2...
-        for server in servers:
-            done += 1
-            prefix = f"[{done}/{total}] {label} {server} run {rep + 1}/{runs}"
-            if server in unavailable:
-                cells[server].append({"ok": False, "error": unavailable[server]})
-                print(f"{prefix}: skipped ({server} unavailable)", file=sys.stderr)
-                continue
-            record, rc = run_echo_once(args.python, server, args, (srv_cpu, cli_cpu))
-            cells[server].append(record)
-            if record["ok"]:
-                print(
-                    f"{prefix}: {record['msg_per_s']:,.0f} msg/s, server CPU "
-                    f"{record.get('server_cpu', float('nan')):.2f}, generator CPU "
-                    f"{record['client_cpu']:.2f}{busy_note(record)}",
-                    file=sys.stderr,
-                )
-            else:
-                print(f"{prefix}: ERROR {record['error']}", file=sys.stderr)
-                if rc == EXIT_UNAVAILABLE:
-                    unavailable[server] = f"skipped: {record['error']}"
+    _run_load(bench, args, servers, runs, cells, (srv_cpu, cli_cpu))
     elapsed = time.perf_counter() - started
     print(f"# done in {elapsed:.0f} s", file=sys.stderr)
     print()
@@ -614,196 +685,97 @@ def main_echo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         (r["loop"] for rs in cells.values() for r in rs if r.get("loop")), "?"
     )
     print(
-        f"curcor echo benchmark, Python {child_python}, {os.cpu_count()} CPUs, "
-        f"medians of {runs} runs, each server and the load generator in their "
-        "own processes"
+        f"{bench.title}, Python {child_python}, {os.cpu_count()} CPUs, medians "
+        f"of {runs} runs, each server and the load generator in their own "
+        "processes"
     )
     print(
-        f"{args.echo_conns} connections, closed loop of {size}-byte messages, "
-        f"{args.echo_warmup:g} s warm-up then {args.echo_seconds:g} s counted; "
-        f"generator: benchmarks/echo.py --client on {gen_loop}; {pinning}"
+        f"{bench.setup}, {bench.warmup:g} s warm-up then {bench.seconds:g} s "
+        f"counted; generator: benchmarks/{bench.script.name} --client on "
+        f"{gen_loop}; {pinning}"
     )
     print()
-    echo_table(cells, label)
+    load_table(cells, bench)
     print()
-    print(
-        f"x streams = msg/s / {ECHO_BASELINE} msg/s; MiB/s counts both "
-        "directions; srv CPU / gen CPU = cores used by the server / the "
-        "generator over the counted window (1.00 = saturated); conn min-max = "
-        "fewest and most echoes of one connection in one run"
-    )
+    print(bench.legend)
     all_runs = [r for rs in cells.values() for r in rs]
-    busy_runs = [r for r in all_runs if r.get("foreign_cpu_cores", 0.0) > BUSY_LIMIT]
-    if busy_runs:
-        worst = max(r["foreign_cpu_cores"] for r in busy_runs)
-        print(
-            f"\nwarning: other processes were busy during {len(busy_runs)} of "
-            f"{len(all_runs)} runs (up to {worst:.2f} of a core); with the "
-            "server and the generator on one core each, that skews the "
-            "figures: rerun when quiet"
-        )
+    _warn_if_busy(all_runs)
     if args.json:
-        payload = {
-            "meta": {
-                "date": started_at,
-                "mode": "echo",
-                "argv": sys.argv,
-                "python": args.python,
-                "python_version": child_python,
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "runs": runs,
-                "timeout_s": args.timeout,
-                "conns": args.echo_conns,
-                "size": size,
-                "warmup_s": args.echo_warmup,
-                "seconds": args.echo_seconds,
-                "pinning": pinning,
-                "server_cpu": srv_cpu,
-                "generator_cpu": cli_cpu,
-                "generator_loop": gen_loop,
-                "elapsed_s": elapsed,
-            },
-            "results": [
-                {
-                    "server": s,
-                    "runs": rs,
-                    "errors": [r.get("error") for r in rs if not r.get("ok")],
-                }
-                for s, rs in cells.items()
-            ],
+        meta = {
+            "date": started_at,
+            "mode": bench.mode,
+            "argv": sys.argv,
+            "python": args.python,
+            "python_version": child_python,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "runs": runs,
+            "timeout_s": args.timeout,
+            "conns": bench.conns,
+            **bench.meta,
+            "warmup_s": bench.warmup,
+            "seconds": bench.seconds,
+            "pinning": pinning,
+            "server_cpu": srv_cpu,
+            "generator_cpu": cli_cpu,
+            "generator_loop": gen_loop,
+            "elapsed_s": elapsed,
         }
+        results = [
+            {
+                "server": s,
+                "runtime_version": next(
+                    (r.get("runtime_version") for r in rs if r.get("ok")), None
+                ),
+                "runs": rs,
+                "errors": [r.get("error") for r in rs if not r.get("ok")],
+            }
+            for s, rs in cells.items()
+        ]
+        payload = {"meta": meta, "results": results}
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0 if all(r.get("ok") for r in all_runs) else 1
 
 
-# ----------------------------------------------------------------------- http
-
-
-def http_table(cells: dict[str, list[dict[str, Any]]], label: str) -> None:
-    headers = ["workload", "server", "req/s", "x asyncio-h11", "srv CPU"]
-    headers += ["gen CPU", "srv RSS MB", "conn min-max", "spread", "runs"]
-
-    def med(runs: list[dict[str, Any]], key: str) -> float | None:
-        values = [r[key] for r in runs if r.get(key) is not None]
-        return statistics.median(values) if values else None
-
-    base_runs = [r for r in cells.get(HTTP_BASELINE, []) if r.get("ok")]
-    base = med(base_runs, "req_per_s")
-    rows = []
-    for server, runs in cells.items():
-        ok = [r for r in runs if r.get("ok")]
-        if not ok:
-            errors = [r.get("error", "?") for r in runs]
-            rows.append([label, server, "ERROR", errors[0] if errors else "not run"])
-            continue
-        rate = med(ok, "req_per_s")
-        rates = [r["req_per_s"] for r in ok]
-        spread = (max(rates) - min(rates)) / rate if len(rates) > 1 and rate else None
-        lo = min(r["conn_min"] for r in ok)
-        hi = max(r["conn_max"] for r in ok)
-        rows.append(
-            [
-                label,
-                server,
-                f"{rate:,.0f}",
-                fmt(rate / base if base and rate else None, 2),
-                fmt(med(ok, "server_cpu"), 2),
-                fmt(med(ok, "client_cpu"), 2),
-                fmt(med(ok, "server_peak_rss_mb"), 1),
-                f"{lo}-{hi}",
-                "-" if spread is None else f"{spread:.0%}",
-                f"{len(ok)}/{len(runs)}",
-            ]
-        )
-    print_table(headers, rows, left=2)
-
-
-def main_http(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    servers = args.runtimes.split(",") if args.runtimes else list(HTTP_SERVERS)
-    servers = [s.strip() for s in servers if s.strip()]
-    for s in servers:
-        if s not in HTTP_SERVERS:
-            parser.error(f"unknown http server {s!r} (known: {HTTP_SERVERS})")
-    runs = args.runs or 3
-    if runs < 1:
-        parser.error("--runs must be >= 1")
-    if args.http_conns < 1 or args.http_seconds <= 0 or args.http_warmup < 0:
-        parser.error("--http-conns and --http-seconds must be positive")
-    if args.timeout == DEFAULT_TIMEOUT:  # a run is ~5 s: fail fast
-        args.timeout = args.http_warmup + args.http_seconds + 40.0
-    srv_cpu, cli_cpu, pinning = echo_cpus()
-    label = f"http hello c{args.http_conns}"
-    client_args = ["--conns", str(args.http_conns)]
-    client_args += ["--seconds", str(args.http_seconds)]
-    client_args += ["--warmup", str(args.http_warmup)]
-    cells: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
+def _run_load(
+    bench: LoadBench,
+    args: argparse.Namespace,
+    servers: list[str],
+    runs: int,
+    cells: dict[str, list[dict[str, Any]]],
+    cpus: tuple[int | None, int | None],
+) -> None:
+    """Interleaved: run 1 of every server, then run 2, ...; fills ``cells``."""
     unavailable: dict[str, str] = {}
     total = runs * len(servers)
-    started = time.perf_counter()
-    started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    print(
-        f"# http: {len(servers)} servers x {runs} runs, {args.http_conns} "
-        f"keep-alive conns, {args.http_warmup:g} s warm-up + "
-        f"{args.http_seconds:g} s measured; {pinning}",
-        file=sys.stderr,
-    )
     done = 0
-    for rep in range(runs):  # interleaved: run 1 of every server, then run 2...
+    for rep in range(runs):
         for server in servers:
             done += 1
-            prefix = f"[{done}/{total}] {label} {server} run {rep + 1}/{runs}"
+            prefix = f"[{done}/{total}] {bench.label} {server} run {rep + 1}/{runs}"
             if server in unavailable:
                 cells[server].append({"ok": False, "error": unavailable[server]})
                 print(f"{prefix}: skipped ({server} unavailable)", file=sys.stderr)
                 continue
-            record, rc = run_echo_once(
-                args.python, server, args, (srv_cpu, cli_cpu), HTTP_PY, client_args
+            record, rc = run_load_once(
+                args.python, server, args, cpus, bench.script, bench.client_args
             )
             cells[server].append(record)
             if record["ok"]:
                 print(
-                    f"{prefix}: {record['req_per_s']:,.0f} req/s, server CPU "
-                    f"{record.get('server_cpu', float('nan')):.2f}, generator CPU "
-                    f"{record['client_cpu']:.2f}{busy_note(record)}",
+                    f"{prefix}: {record[bench.rate_key]:,.0f} {bench.unit}, server "
+                    f"CPU {record.get('server_cpu', float('nan')):.2f}, generator "
+                    f"CPU {record['client_cpu']:.2f}{busy_note(record)}",
                     file=sys.stderr,
                 )
             else:
                 print(f"{prefix}: ERROR {record['error']}", file=sys.stderr)
                 if rc == EXIT_UNAVAILABLE:
                     unavailable[server] = f"skipped: {record['error']}"
-    elapsed = time.perf_counter() - started
-    print(f"# done in {elapsed:.0f} s", file=sys.stderr)
-    print()
 
-    child_python = next(
-        (r["python"] for rs in cells.values() for r in rs if r.get("python")), "?"
-    )
-    gen_loop = next(
-        (r["loop"] for rs in cells.values() for r in rs if r.get("loop")), "?"
-    )
-    print(
-        f"curcor HTTP hello benchmark, Python {child_python}, {os.cpu_count()} "
-        f"CPUs, medians of {runs} runs, each server and the load generator in "
-        "their own processes"
-    )
-    print(
-        f"{args.http_conns} keep-alive connections, closed loop of GET / (no "
-        f"pipelining), 5-byte body, {args.http_warmup:g} s warm-up then "
-        f"{args.http_seconds:g} s counted; generator: benchmarks/http_hello.py "
-        f"--client on {gen_loop}; {pinning}"
-    )
-    print()
-    http_table(cells, label)
-    print()
-    print(
-        f"x asyncio-h11 = req/s / {HTTP_BASELINE} req/s (> 1: faster); every "
-        "server parses with h11; srv CPU / gen CPU = cores used by the server "
-        "/ the generator over the counted window (1.00 = saturated); conn "
-        "min-max = fewest and most responses of one connection in one run"
-    )
-    all_runs = [r for rs in cells.values() for r in rs]
+
+def _warn_if_busy(all_runs: list[dict[str, Any]]) -> None:
     busy_runs = [r for r in all_runs if r.get("foreign_cpu_cores", 0.0) > BUSY_LIMIT]
     if busy_runs:
         worst = max(r["foreign_cpu_cores"] for r in busy_runs)
@@ -813,43 +785,6 @@ def main_http(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "server and the generator on one core each, that skews the "
             "figures: rerun when quiet"
         )
-    if args.json:
-        payload = {
-            "meta": {
-                "date": started_at,
-                "mode": "http",
-                "argv": sys.argv,
-                "python": args.python,
-                "python_version": child_python,
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "runs": runs,
-                "timeout_s": args.timeout,
-                "conns": args.http_conns,
-                "request": "GET / HTTP/1.1, Host: x; response body hello",
-                "warmup_s": args.http_warmup,
-                "seconds": args.http_seconds,
-                "pinning": pinning,
-                "server_cpu": srv_cpu,
-                "generator_cpu": cli_cpu,
-                "generator_loop": gen_loop,
-                "elapsed_s": elapsed,
-            },
-            "results": [
-                {
-                    "server": s,
-                    "runtime_version": next(
-                        (r.get("runtime_version") for r in rs if r.get("ok")), None
-                    ),
-                    "runs": rs,
-                    "errors": [r.get("error") for r in rs if not r.get("ok")],
-                }
-                for s, rs in cells.items()
-            ],
-        }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return 0 if all(r.get("ok") for r in all_runs) else 1
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -947,13 +882,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 "--http does not combine with --echo/--quick/--maxprocs-ab/--workloads"
             )
-        return main_http(args, parser)
+        return main_load(http_bench(args, parser), args, parser)
     if args.echo:
         if args.maxprocs_ab or args.quick or args.workloads:
             parser.error(
                 "--echo does not combine with --quick/--maxprocs-ab/--workloads"
             )
-        return main_echo(args, parser)
+        return main_load(echo_bench(args, parser), args, parser)
     if args.maxprocs_ab:
         runtimes = ["curcor"]
         runs = max(args.runs or 5, 5)
