@@ -138,12 +138,6 @@ class Runtime:
         self._old_handlers: dict[int, Any] = {}
         self._old_wakeup_fd = -1
 
-    # -- spawning -----------------------------------------------------------
-
-    def spawn(self, w: Worker, coro: Any, name: str | None) -> Task:
-        """Owner ``w``: a new runnable task for ``coro`` on ``w``'s queue."""
-        return w.spawn(coro, name)
-
     # -- outcomes -------------------------------------------------------------
 
     def _task_failed(self, task: Task, exc: BaseException, shared: bool) -> None:

@@ -109,10 +109,6 @@ _log = logging.getLogger("curcor.http")
 # its kernel sees a reset. Go's server waits 500 ms for the same reason.
 LINGER = 0.5
 
-# Seconds an accept loop waits after EMFILE/ENFILE. Arbitrary, as in
-# stream.serve_tcp.
-ACCEPT_BACKOFF = 0.1
-
 # Client defaults. Arbitrary; no measurement yet.
 CLIENT_TIMEOUT = 30.0
 CLIENT_MAX_IDLE_PER_HOST = 4
@@ -540,25 +536,10 @@ class _Server:
         self._all_gone = Event()
 
     async def accept_loop(self, listener: Listener, tg: TaskGroup) -> None:
-        """Accept connections and start a task for each, until cancelled."""
-        from .._core.clock import sleep
-
-        warned = False
+        """Accept connections and start a task for each, until cancelled
+        (running out of descriptors backs off: ``Listener.accept_retrying``)."""
         while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
-                    raise
-                if not warned:
-                    _log.warning(
-                        "accept on port %d: %s; backing off until descriptors free up",
-                        listener.port,
-                        exc,
-                    )
-                    warned = True
-                await sleep(ACCEPT_BACKOFF)
-                continue
+            stream = await listener.accept_retrying()
             conn = _ServerConn(self, stream)
             with self._lock:
                 self._conns.add(conn)

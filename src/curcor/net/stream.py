@@ -256,6 +256,7 @@ class Listener:
     def __init__(self, sock: Socket, ssl: Any = None) -> None:
         self.socket = sock
         self.ssl = ssl
+        self._warned = False  # accept_retrying logged its back-off once
 
     @property
     def port(self) -> int:
@@ -272,6 +273,33 @@ class Listener:
         from .tls import TLSSocket
 
         return Stream(TLSSocket(conn, self.ssl, server_side=True))
+
+    async def accept_retrying(self) -> Stream:
+        """``accept``, waiting out EMFILE/ENFILE/ENOBUFS: a server that runs
+        out of descriptors logs it once, backs off ``ACCEPT_BACKOFF`` seconds
+        at a time, and accepts again once descriptors free up."""
+        from .._core.clock import sleep
+
+        while True:
+            try:
+                return await self.accept()
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
+                    raise
+                if not self._warned:
+                    import logging
+
+                    logging.getLogger("curcor").warning(
+                        "accept on %s: %s; backing off until descriptors free up",
+                        self._where(),
+                        exc,
+                    )
+                    self._warned = True
+                await sleep(ACCEPT_BACKOFF)
+
+    def _where(self) -> Any:
+        name = self.socket.getsockname()
+        return name if isinstance(name, str) else f"port {name[1]}"
 
     def close(self) -> None:
         """Stop listening."""
@@ -424,29 +452,11 @@ async def _serve(
     listener: Listener, handler: Any, where: Any, task_status: Any
 ) -> None:
     """The accept loop shared by serve_tcp and serve_unix."""
-    from .._core.clock import sleep
-
-    warned = False
     async with TaskGroup() as tg:
         try:
             task_status.started(where)
             while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
-                        raise
-                    if not warned:
-                        import logging
-
-                        logging.getLogger("curcor").warning(
-                            "accept on %s: %s; backing off until descriptors free up",
-                            where,
-                            exc,
-                        )
-                        warned = True
-                    await sleep(ACCEPT_BACKOFF)
-                    continue
+                stream = await listener.accept_retrying()
                 tg.go(_serve_one(handler, stream))
         finally:
             listener.close()
