@@ -185,9 +185,9 @@ class Poller:
                 st = self._fds.get(fd)
                 if st is None:
                     continue
-                if mask & self.READ and st.reader is not None:
+                if mask & self.READ:
                     woken += st.take(True)
-                if mask & self.WRITE and st.writer is not None:
+                if mask & self.WRITE:
                     woken += st.take(False)
                 self._settle(st)
         return woken
@@ -207,18 +207,19 @@ class Poller:
             st = self._fds.pop(fd, None)
             if st is None:
                 return []
-            woken = []
-            if st.reader is not None:
-                woken += st.take(True)
-            if st.writer is not None:
-                woken += st.take(False)
-            if st.events:
-                try:
-                    self._selector.unregister(fd)
-                except (OSError, ValueError, KeyError):
-                    pass
-                st.events = 0
+            woken = st.take(True) + st.take(False)
+            self._unregister(st)
             return woken
+
+    def _unregister(self, st: FdWait) -> None:
+        """Called with ``io_lock`` held: drop ``st``'s selector registration
+        (already gone when its descriptor was closed: that is fine)."""
+        if st.events:
+            try:
+                self._selector.unregister(st.fd)
+            except (OSError, ValueError, KeyError):
+                pass
+            st.events = 0
 
     def _drop_dead(self) -> None:
         import os
@@ -228,12 +229,7 @@ class Poller:
                 try:
                     os.fstat(fd)
                 except OSError:
-                    if st.events:
-                        try:
-                            self._selector.unregister(fd)
-                        except (OSError, ValueError, KeyError):
-                            pass
-                    st.events = 0
+                    self._unregister(st)
 
     def close(self) -> None:
         """Release the descriptors; calling it twice is harmless."""
@@ -289,8 +285,7 @@ class FdWait:
         with poller.io_lock:
             if task._waiting_on is not self:
                 return False
-            for reading in (True, False):
-                entry = self.reader if reading else self.writer
+            for reading, entry in ((True, self.reader), (False, self.writer)):
                 if entry is not None and entry[0] is task:
                     self.take(reading)
             poller._settle(self)
