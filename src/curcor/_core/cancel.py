@@ -320,22 +320,14 @@ def wake_cancelled(task: Task) -> None:
             sched.ready(task, exc=Cancelled())
 
 
-def current_sched_of(task: Task) -> Scheduler:
-    """The scheduler ``task`` belongs to (the one running in this process)."""
-    from .runtime import running_scheduler
-
-    sched = running_scheduler()
-    if sched is None:
-        raise RuntimeMisuse("no curcor runtime is running")
-    return sched
-
-
-def root_scope_for(task: Task, parent: CancelScope | None) -> CancelScope:
+def root_scope_for(
+    sched: Scheduler, task: Task, parent: CancelScope | None
+) -> CancelScope:
     """Called with the cancel lock held: the scope a task's chain starts at."""
     root = CancelScope()
     root._root = True
     root._task = task
-    root._sched = current_sched_of(task)
+    root._sched = sched
     root._attach(parent)
     return root
 
@@ -354,7 +346,7 @@ def cancel_task(sched: Scheduler, task: Task) -> bool:
                 break
             scope = scope._parent
         if bottom is None or not bottom._root:
-            root = root_scope_for(task, None)
+            root = root_scope_for(sched, task, None)
             if bottom is None:
                 task._scope = root
             else:
@@ -365,9 +357,3 @@ def cancel_task(sched: Scheduler, task: Task) -> bool:
             bottom._cancel_called = True
             _propagate(sched, bottom)
         return True
-
-
-def checkpoint_cancelled(task: Task) -> None:
-    """Raise Cancelled if ``task`` is cancelled (cheap, no lock)."""
-    if task._cancel_pending:
-        raise Cancelled()

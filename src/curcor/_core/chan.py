@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 _CLOSED: Any = object()  # resumption value: the channel closed while waiting
-_FOREVER: Any = object()  # a select with no enabled cases waits on this
 
 
 def _claim(entry: tuple[Any, ...]) -> bool:

@@ -115,7 +115,7 @@ class TaskGroup:
         def prepare(task: Task) -> None:
             task._group = self
             with sched.cancel_lock:
-                task._scope = root_scope_for(task, parent_scope)
+                task._scope = root_scope_for(sched, task, parent_scope)
                 task._cancel_pending = effective(task)
 
         return w.spawn(coro, name, prepare)

@@ -203,12 +203,6 @@ class Timers:
         self.fired += len(due)
         return due
 
-    def pending(self) -> int:
-        """How many live entries remain (purges stale ones first)."""
-        with self.lock:
-            self._purge()
-            return len(self.heap)
-
 
 def _live(entry: list[Any]) -> bool:
     if entry[2] == WAKE:
