@@ -664,6 +664,27 @@ class Scheduler:
 
                 logging.getLogger("curcor").exception("timer callback failed")
 
+    def spawn_outside(self, coro: Any, name: str | None) -> Task | None:
+        """From any thread: a new task on the global queue (``from_thread``).
+
+        None, with ``coro`` closed, when the runtime is stopping. Like
+        ``Worker.spawn``, a task born while draining is cancelled at once.
+        """
+        task = Task()
+        task.coro = coro
+        task._name = name
+        task._id = self.id_block(1)
+        with self.lock:
+            if self.stopping:
+                coro.close()
+                return None
+            self.outside_spawned += 1
+        self.all_tasks.add(task)
+        self.push_global(task)
+        if self.draining:
+            self.late_spawn(task)
+        return task
+
     def push_global(self, task: Task) -> None:
         """Queue ``task`` from outside any worker of this runtime."""
         task._state = RUNNABLE

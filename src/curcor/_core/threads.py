@@ -226,23 +226,11 @@ def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
         finally:
             done.set()
 
-    sched = rt.sched
-    task = Task()
-    task.coro = call()
-    task._id = sched.id_block(1)
-    task._name = f"from_thread:{getattr(fn, '__qualname__', 'call')}"
-    with sched.lock:
-        if sched.stopping:
-            task.coro.close()
-            raise RuntimeMisuse("curcor.from_thread(): the runtime is stopping")
-        sched.outside_spawned += 1
-    sched.all_tasks.add(task)
-    task._state = RUNNABLE
-    sched.push_global(task)
-    if sched.draining:
-        from .runtime import cancel_task
-
-        cancel_task(task)  # main has returned: it is cancelled like the rest
+    task = rt.sched.spawn_outside(
+        call(), f"from_thread:{getattr(fn, '__qualname__', 'call')}"
+    )
+    if task is None:
+        raise RuntimeMisuse("curcor.from_thread(): the runtime is stopping")
     import time
 
     give_up = None if timeout is None else time.monotonic() + timeout
