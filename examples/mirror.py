@@ -48,12 +48,13 @@ import json
 import os
 import stat
 import sys
-import sysconfig
 import threading
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
+
+from _tree import number, positive, printable, resolve_root
 
 import curcor
 from curcor.net import http
@@ -68,7 +69,6 @@ CHUNK = 256 * 1024
 HASH_BATCH = 1 << 20
 
 DEFAULT_CONNS = 200
-DEFAULT_SKIP = frozenset({"site-packages", "dist-packages"})
 HOST = "127.0.0.1"
 PROBLEMS_SHOWN = 20
 RUNTIME_FIGURES = (
@@ -78,8 +78,6 @@ RUNTIME_FIGURES = (
     "pool_hits",
     "pool_misses",
 )
-USAGE_HINT = "pass a directory to mirror, e.g. curcor run examples/mirror.py"
-EXAMPLE_DIR = "/usr/lib/python3"
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 
@@ -424,16 +422,9 @@ def runtime_figures() -> dict:
 # --- formatting ---------------------------------------------------------------
 
 
-def printable(text: str) -> str:
-    """``text`` safe to print on one line: controls and odd bytes escaped."""
-    if text.isprintable():
-        return text
-    return text.encode("unicode_escape").decode("ascii")
-
-
 def format_report(rep: Report) -> str:
     """The report as text for a person."""
-    shown = ", ".join(f"{k} {_number(v)}" for k, v in rep.runtime.items())
+    shown = ", ".join(f"{k} {number(v)}" for k, v in rep.runtime.items())
     lines = [
         f"mirror: {printable(rep.root)} over {rep.conns} connections",
         "",
@@ -448,11 +439,6 @@ def format_report(rep: Report) -> str:
     if shown:
         lines.append(f"runtime:     {shown}")
     return "\n".join(lines)
-
-
-def _number(value: object) -> str:
-    """An integer with thousands separators; anything else as it prints."""
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def emit(args: argparse.Namespace, rep: Report) -> None:
@@ -479,7 +465,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--conns",
-        type=_positive,
+        type=positive,
         default=DEFAULT_CONNS,
         metavar="N",
         help=f"client connections (default {DEFAULT_CONNS})",
@@ -488,49 +474,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _positive(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def resolve_root(args: argparse.Namespace) -> tuple[str, frozenset[str]]:
-    """The directory to mirror and the directory names to leave out.
-
-    A bad root prints one line to stderr and exits with status 2.
-    """
-    if args.root is None:
-        return sysconfig.get_paths()["stdlib"], DEFAULT_SKIP
-    root = os.path.abspath(args.root)
-    problem = _root_problem(root)
-    if problem:
-        print(
-            f"mirror: {printable(args.root)}: {problem}; {USAGE_HINT} {EXAMPLE_DIR}",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    return root, frozenset()
-
-
-def _root_problem(root: str) -> str | None:
-    """What is wrong with ``root`` as a directory to mirror, if anything."""
-    if not os.path.exists(root):
-        return "no such directory"
-    if not os.path.isdir(root):
-        return "not a directory"
-    try:
-        with os.scandir(root):
-            return None
-    except OSError as err:
-        return f"cannot read it ({err.strerror or err})"
-
-
 async def main(argv: list[str] | None = None) -> int:
     """Mirror the tree on the curcor runtime; print the report; the status."""
     args = parse_args(argv)
-    root, skip = resolve_root(args)
+    root, skip = resolve_root(args, "mirror", "mirror")
     rep = await mirror(root, skip, args.conns)
     emit(args, rep)
     return 0 if rep.files == rep.matched else 1
@@ -538,7 +485,7 @@ async def main(argv: list[str] | None = None) -> int:
 
 def cli(argv: list[str] | None = None) -> int:
     """Entry point: a bad root never boots the runtime."""
-    resolve_root(parse_args(argv))
+    resolve_root(parse_args(argv), "mirror", "mirror")
     try:
         return curcor.run(main(argv))
     except BrokenPipeError:  # stdout closed early, as by `| head`

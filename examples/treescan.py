@@ -52,11 +52,13 @@ import os
 import re
 import stat
 import sys
-import sysconfig
 import time
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+
+from _tree import DEFAULT_SKIP as DEFAULT_SKIP  # the scan default, for callers
+from _tree import number, positive, printable, resolve_root
 
 try:
     import curcor
@@ -68,15 +70,12 @@ else:
 
 CHUNK = 1 << 20
 ZLIB_LEVEL = 6
-DEFAULT_SKIP = frozenset({"site-packages", "dist-packages"})
 TOP_FILES = 10
 TOP_GROUPS = 5
 TOP_IDENTIFIERS = 20
 PATHS_PER_GROUP = 6
 PROBLEMS_SHOWN = 20
 RUNTIME_FIGURES = ("tasks_spawned", "steps", "gc_collections")
-USAGE_HINT = "pass a directory to scan, e.g. curcor run examples/treescan.py"
-EXAMPLE_DIR = "/usr/lib/python3"
 
 _IDENT = re.compile(rb"(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*+(?![\'\"])")
 _IDENT_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
@@ -451,17 +450,6 @@ def _require_runtime() -> None:
 # --- formatting ---------------------------------------------------------------
 
 
-def printable(text: str) -> str:
-    """``text`` safe to print on one line: controls and odd bytes escaped.
-
-    A file name may hold a newline, or bytes that are not UTF-8 (which
-    ``os.scandir`` returns as lone surrogates that ``print`` cannot encode).
-    """
-    if text.isprintable():
-        return text
-    return text.encode("unicode_escape").decode("ascii")
-
-
 def human(n: float) -> str:
     """A byte count in binary units: ``1.5 MiB``."""
     if n < 1024:
@@ -538,14 +526,9 @@ def _format_timing(timing: dict) -> list[str]:
     ]
     figures = timing.get("runtime") or {}
     if figures:
-        shown = ", ".join(f"{k} {_number(v)}" for k, v in figures.items())
+        shown = ", ".join(f"{k} {number(v)}" for k, v in figures.items())
         lines.append(f"runtime:     {shown}")
     return lines
-
-
-def _number(value: object) -> str:
-    """An integer with thousands separators; anything else as it prints."""
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 # --- command line -------------------------------------------------------------
@@ -569,52 +552,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "root", nargs="?", help="directory to scan (default: the stdlib)"
     )
     parser.add_argument(
-        "--workers", type=_positive, default=default_workers(), metavar="K"
+        "--workers", type=positive, default=default_workers(), metavar="K"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
         "--sequential", action="store_true", help="plain loop, no runtime"
     )
     return parser.parse_args(argv)
-
-
-def _positive(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def resolve_root(args: argparse.Namespace) -> tuple[str, frozenset[str]]:
-    """The directory to scan and the directory names to leave out.
-
-    A bad root prints one line to stderr and exits with status 2.
-    """
-    if args.root is None:
-        return sysconfig.get_paths()["stdlib"], DEFAULT_SKIP
-    root = os.path.abspath(args.root)
-    problem = _root_problem(root)
-    if problem:
-        print(
-            f"treescan: {printable(args.root)}: {problem}; {USAGE_HINT} {EXAMPLE_DIR}",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    return root, frozenset()
-
-
-def _root_problem(root: str) -> str | None:
-    """What is wrong with ``root`` as a directory to scan, if anything."""
-    if not os.path.exists(root):
-        return "no such directory"
-    if not os.path.isdir(root):
-        return "not a directory"
-    try:
-        with os.scandir(root):
-            return None
-    except OSError as err:
-        return f"cannot read it ({err.strerror or err})"
 
 
 def emit(
@@ -648,7 +592,7 @@ def runtime_figures() -> dict:
 
 def run_sequential(args: argparse.Namespace) -> int:
     """``--sequential``: the same scan in a plain loop, without the runtime."""
-    root, skip = resolve_root(args)
+    root, skip = resolve_root(args, "treescan", "scan")
     start = time.perf_counter()
     rep = scan_sequential(root, skip)
     emit(args, rep, time.perf_counter() - start, "sequential", {})
@@ -663,7 +607,7 @@ async def main(argv: list[str] | None = None) -> int:
     """
     _require_runtime()
     args = parse_args(argv)
-    root, skip = resolve_root(args)
+    root, skip = resolve_root(args, "treescan", "scan")
     start = time.perf_counter()
     if args.sequential:
         rep = await curcor.to_thread(scan_sequential, root, skip)
@@ -678,7 +622,7 @@ async def main(argv: list[str] | None = None) -> int:
 def cli(argv: list[str] | None = None) -> int:
     """Entry point: a bad root or ``--sequential`` never boots the runtime."""
     args = parse_args(argv)
-    resolve_root(args)
+    resolve_root(args, "treescan", "scan")
     try:
         if args.sequential:
             return run_sequential(args)

@@ -29,17 +29,10 @@ ODD_NAME = "dír with spaces/naïve ünïcode €.txt"
 NOT_UTF8 = b"latin1-\xe9t\xe9.bin"
 
 
-def _load_mirror():
-    """Import examples/mirror.py as the module ``mirror``."""
-    spec = importlib.util.spec_from_file_location("mirror", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mirror"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mirror = _load_mirror()
+# The examples import their shared helpers (examples/_tree.py) as a
+# sibling module, as they do when run from their directory.
+sys.path.insert(0, str(SCRIPT.parent))
+mirror = importlib.import_module("mirror")
 
 
 def _write(root: Path, rel: str, data: bytes) -> None:

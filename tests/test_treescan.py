@@ -50,17 +50,10 @@ EXPECTED_IDENTIFIERS = [
 ]
 
 
-def _load_treescan():
-    """Import examples/treescan.py as the module ``treescan``."""
-    spec = importlib.util.spec_from_file_location("treescan", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["treescan"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-treescan = _load_treescan()
+# The examples import their shared helpers (examples/_tree.py) as a
+# sibling module, as they do when run from their directory.
+sys.path.insert(0, str(SCRIPT.parent))
+treescan = importlib.import_module("treescan")
 
 
 # --- the fixture ------------------------------------------------------------
