@@ -470,3 +470,80 @@ def test_kqueue_backend_is_refused_clearly_where_the_os_lacks_it():
         pytest.skip("this OS has kqueue")
     with pytest.raises(curcor.ConfigError, match="not available"):
         load_config(env={}, flags={"scheduler": "kqueue"})
+
+
+# -- the edge-triggered epoll poller and the I/O budget ------------------------
+
+
+@real
+async def test_a_number_closed_behind_the_pollers_back_still_works_for_its_next_owner():
+    if curcor.stats().backend != "epoll":
+        pytest.skip("the registration rule under test is epoll's")
+    a, b = stdsocket.socketpair()
+    old = net.Socket(a)
+    fd = old.fileno()
+
+    async def first_read() -> bytes:
+        return await old.recv(10)  # waits: registers the number with epoll
+
+    t = curcor.go(first_read())
+    await curcor.sleep(0.01)
+    b.sendall(b"one")
+    assert await t.join() == b"one"
+    # Closed without notify_closing: the kernel drops the registration, the
+    # poller's record of it stays.
+    a.close()
+    old._closed = True
+    c, d = stdsocket.socketpair()
+    if fd not in (c.fileno(), d.fileno()):
+        pytest.skip("the descriptor number was not reused")
+    fresh = net.Socket(c if c.fileno() == fd else d)
+    peer = d if c.fileno() == fd else c
+
+    async def send_later() -> None:
+        await curcor.sleep(0.02)
+        peer.sendall(b"mine")
+
+    curcor.go(send_later())
+    with curcor.timeout(2):
+        assert await fresh.recv(10) == b"mine"
+    fresh.close()
+    for s in (b, peer):
+        s.close()
+
+
+@real
+async def test_wait_readable_reports_a_level_so_waiting_twice_without_reading_returns():
+    a, b = stdsocket.socketpair()
+    sock = net.Socket(a)
+    b.sendall(b"x")
+    with curcor.timeout(2):
+        await net.wait_readable(sock.fileno(), sock)
+        await net.wait_readable(sock.fileno(), sock)
+        assert await sock.recv(10) == b"x"
+    sock.close()
+    b.close()
+
+
+@pytest.mark.curcor(clock="real", maxprocs=1)
+async def test_a_task_whose_reads_never_wait_still_lets_other_tasks_run():
+    from curcor._core.scheduler import IO_BUDGET
+
+    a, b = stdsocket.socketpair()
+    sock = net.Socket(a)
+    n = IO_BUDGET * 4
+    b.sendall(b"x" * n)  # every read finds a byte ready: none ever waits
+    done = 0
+    seen_at: list[int] = []
+
+    async def other() -> None:
+        seen_at.append(done)
+
+    curcor.go(other())
+    for _ in range(n):
+        assert await sock.recv(1) == b"x"
+        done += 1
+    await curcor.sleep(0)
+    assert seen_at and seen_at[0] <= IO_BUDGET
+    sock.close()
+    b.close()

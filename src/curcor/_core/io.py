@@ -27,7 +27,7 @@ class ClosedResourceError(OSError):
 
 
 @types.coroutine
-def _wait(fd: int, writing: bool, owner: Any) -> Any:
+def _wait(fd: int, writing: bool, owner: Any, edge: bool = False) -> Any:
     w, task = worker_and_task("curcor I/O")
     if task._cancel_pending:
         raise Cancelled()
@@ -40,7 +40,7 @@ def _wait(fd: int, writing: bool, owner: Any) -> Any:
         lock.release()
         raise ClosedResourceError(f"descriptor {fd} was closed")
     try:
-        st = poller.watch(fd, task, writing)
+        st = poller.watch(fd, task, writing, owner, edge)
     except OSError as exc:
         lock.release()
         if exc.errno == errno.EBADF:
@@ -49,6 +49,9 @@ def _wait(fd: int, writing: bool, owner: Any) -> Any:
     except BaseException:
         lock.release()
         raise
+    if st is None:
+        lock.release()  # ready already (an edge came after the EAGAIN)
+        return None
     task._waiting_on = st
     if task._cancel_pending:
         # Withdraw (protocol step 4's re-check) before parking, lock held.
@@ -81,6 +84,24 @@ def wait_writable(fd: int, owner: Any = None) -> Any:
         BusyResourceError: another task already waits to write it.
     """
     return _wait(fd, True, owner)
+
+
+def retry_readable(fd: int, owner: Any) -> Any:
+    """For a caller whose own read of ``fd`` just failed with EAGAIN: wait
+    until a retry may succeed. Cheaper than ``wait_readable`` on epoll (no
+    registration call), and only sound right after that failure (see
+    poller.py). ``owner`` is required: the object that closes ``fd``.
+
+    Raises:
+        ClosedResourceError, BusyResourceError: as ``wait_readable``.
+    """
+    return _wait(fd, False, owner, True)
+
+
+def retry_writable(fd: int, owner: Any) -> Any:
+    """As ``retry_readable``, after a write failed with EAGAIN (or a
+    non-blocking connect started)."""
+    return _wait(fd, True, owner, True)
 
 
 def notify_closing(fd: int) -> None:

@@ -8,10 +8,32 @@ The contract every backend fulfils, with the same method names:
   any thread and from a signal handler (one non-blocking write).
 - ``close()``: release the descriptors; idempotent.
 
-The backends are the standard library's ``selectors`` classes (epoll, kqueue,
-poll, select), so each one has the same shape. Only the worker that holds
-the poller role (``Scheduler.poller``) calls ``wait``; the I/O registration
-methods arrive with the network layer.
+Descriptor waits, under ``io_lock``: ``watch`` (make a task the reader or
+writer of a descriptor), ``dispatch`` (end the waits the events satisfy),
+``closing`` (unregister a descriptor before it is closed) and
+``FdWait._abort`` (withdraw a cancelled wait).
+
+Two implementations keep that contract:
+
+- ``Poller``, over the standard library's ``selectors`` classes (kqueue,
+  poll, select): level-triggered, a descriptor is registered while a task waits on it and
+  unregistered when the wait ends. Two registration calls per wait.
+- ``EpollPoller``, the default on Linux: each descriptor is registered once,
+  edge-triggered, for reading and writing, and stays registered until
+  ``closing``. An edge that finds no task waiting sets a ready flag, which
+  the next wait consumes instead of parking (Go's netpoller does the same).
+  No registration call per wait: on a keep-alive server that is most of
+  the poller's system calls.
+
+The edge rule is only sound for a caller that waits right after its own
+system call failed with EAGAIN (any edge after that failure is either
+flagged or wakes it): ``retry_readable``/``retry_writable`` in io.py, used
+by curcor's sockets and pipes. The public ``wait_readable`` promises a
+level ("returns once the descriptor can be read"), so it re-arms the
+registration, which makes epoll report the current state again.
+
+Only the worker that holds the poller role (``Scheduler.poller``) calls
+``wait``.
 """
 
 from __future__ import annotations
@@ -54,6 +76,14 @@ def resolve_backend(name: str) -> str:
             + ", ".join(n for n, c in BACKENDS.items() if hasattr(selectors, c))
         )
     return name
+
+
+def make_poller(backend: str = "auto") -> Poller:
+    """The poller for ``backend`` (``auto`` picks the best this OS has)."""
+    name = resolve_backend(backend)
+    if name == "epoll":
+        return EpollPoller()
+    return Poller(name)
 
 
 class Poller:
@@ -128,19 +158,22 @@ class Poller:
 
     # -- descriptor waits -------------------------------------------------------
 
-    def watch(self, fd: int, task: Any, writing: bool) -> FdWait:
+    def watch(
+        self, fd: int, task: Any, writing: bool, owner: Any = None, edge: bool = False
+    ) -> FdWait | None:
         """Called with ``io_lock`` held: make ``task`` the reader (or writer) of
-        ``fd`` and register interest. Raises BusyResourceError or OSError."""
+        ``fd`` and register interest; None when the descriptor is known to be
+        ready already (the caller retries instead of parking). ``owner`` and
+        ``edge`` matter to ``EpollPoller`` only.
+
+        Raises:
+            BusyResourceError: another task waits for the same direction.
+            OSError: the descriptor cannot be registered.
+        """
         st = self._fds.get(fd)
         if st is None:
             st = self._fds[fd] = FdWait(self, fd)
-        held = st.writer if writing else st.reader
-        if held is not None and held[0]._wait_seq == held[1]:
-            what = "write to" if writing else "read from"
-            raise BusyResourceError(
-                f"another task is already waiting to {what} descriptor {fd}; "
-                "one reader and one writer at a time"
-            )
+        _check_free(st, writing)
         entry = (task, task._wait_seq)
         if writing:
             st.writer = entry
@@ -241,6 +274,147 @@ class Poller:
         self._wsock.close()
 
 
+class EpollPoller(Poller):
+    """Linux epoll, edge-triggered, one registration per descriptor (see the
+    module's docstring). Same lock rule as ``Poller``; the ready flags
+    (``FdWait.rready``/``wready``) are guarded by ``io_lock`` too."""
+
+    def __init__(self) -> None:
+        import select
+        import socket
+
+        self.READ = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP
+        self.READ |= select.EPOLLERR
+        self.WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+        self._interest = (
+            select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+        )
+        self.backend = "epoll"
+        self._epoll: Any = select.epoll()
+        self._selector = self._epoll  # close() and the base's checks
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+        self._wake_fd = self._rsock.fileno()
+        self._epoll.register(self._wake_fd, select.EPOLLIN)
+        self.io_lock = threading.Lock()
+        self.poll_lock = threading.Lock()
+        self._fds: dict[int, FdWait] = {}
+        self.waiters = 0
+        self.waits = 0
+        self._rescan = False
+
+    def wait(self, timeout: float | None) -> list[Any]:
+        """As ``Poller.wait``."""
+        self.waits += 1
+        try:
+            events = self._epoll.poll(-1 if timeout is None else timeout)
+        except InterruptedError:
+            return []
+        wake = self._wake_fd
+        for i, (fd, _) in enumerate(events):
+            if fd == wake:
+                self._drain()
+                del events[i]
+                break
+        return events
+
+    def watch(
+        self, fd: int, task: Any, writing: bool, owner: Any = None, edge: bool = False
+    ) -> FdWait | None:
+        """As ``Poller.watch``. ``edge``: the caller's own system call just
+        failed with EAGAIN, so a ready flag may stand in for a wait; else
+        (a level wait) the registration is re-armed. A descriptor first
+        seen, or now held by another ``owner`` (its number was reused after
+        a close this poller was not told of), is registered afresh."""
+        st = self._fds.get(fd)
+        if st is None:
+            st = self._fds[fd] = FdWait(self, fd)
+        _check_free(st, writing)
+        if st.events == 0 or st.owner is not owner or not edge or owner is None:
+            self._arm(st)
+            st.owner = owner
+        elif writing and st.wready:
+            st.wready = False
+            return None
+        elif not writing and st.rready:
+            st.rready = False
+            return None
+        entry = (task, task._wait_seq)
+        if writing:
+            st.writer = entry
+        else:
+            st.reader = entry
+        self.waiters += 1
+        return st
+
+    def _arm(self, st: FdWait) -> None:
+        """Register ``st.fd`` (or re-arm it: epoll then reports its current
+        state as a new edge). Raises OSError (EBADF when it is closed)."""
+        try:
+            self._epoll.register(st.fd, self._interest)
+        except FileExistsError:
+            self._epoll.modify(st.fd, self._interest)
+        except BaseException:
+            self._forget(st)
+            raise
+        st.events = self._interest
+        st.rready = st.wready = False
+
+    def dispatch(self, events: list[Any]) -> list[Any]:
+        """As ``Poller.dispatch``; an edge nobody waits for sets a flag."""
+        woken: list[Any] = []
+        read, write = self.READ, self.WRITE
+        with self.io_lock:
+            fds = self._fds
+            for fd, mask in events:
+                st = fds.get(fd)
+                if st is None:
+                    continue
+                if mask & read:
+                    task = st.take(True)
+                    if task:
+                        woken += task
+                    else:
+                        st.rready = True
+                if mask & write:
+                    task = st.take(False)
+                    if task:
+                        woken += task
+                    else:
+                        st.wready = True
+        return woken
+
+    def _settle(self, st: FdWait) -> None:
+        """Nothing to update: the registration outlives each wait."""
+
+    def _forget(self, st: FdWait) -> None:
+        if st.reader is None and st.writer is None and st.events == 0:
+            self._fds.pop(st.fd, None)
+
+    def _unregister(self, st: FdWait) -> None:
+        if st.events:
+            try:
+                self._epoll.unregister(st.fd)
+            except (OSError, ValueError):
+                pass  # closed behind our back: the kernel dropped it
+            st.events = 0
+
+    def _drop_dead(self) -> None:
+        """epoll drops closed descriptors itself."""
+
+
+def _check_free(st: FdWait, writing: bool) -> None:
+    """Raise BusyResourceError if a live wait holds ``st`` in that direction."""
+    held = st.writer if writing else st.reader
+    if held is not None and held[0]._wait_seq == held[1]:
+        what = "write to" if writing else "read from"
+        raise BusyResourceError(
+            f"another task is already waiting to {what} descriptor {st.fd}; "
+            "one reader and one writer at a time"
+        )
+
+
 class BusyResourceError(RuntimeError):
     """Two tasks tried to read (or to write) the same descriptor at once."""
 
@@ -253,7 +427,16 @@ class FdWait:
     ``_waiting_on``.
     """
 
-    __slots__ = ("events", "fd", "poller", "reader", "writer")
+    __slots__ = (
+        "events",
+        "fd",
+        "owner",
+        "poller",
+        "reader",
+        "rready",
+        "wready",
+        "writer",
+    )
 
     def __init__(self, poller: Poller, fd: int) -> None:
         self.poller = poller
@@ -261,6 +444,11 @@ class FdWait:
         self.reader: tuple[Any, int] | None = None
         self.writer: tuple[Any, int] | None = None
         self.events = 0  # the events registered with the selector now
+        # EpollPoller only: who registered the descriptor, and edges that
+        # came while nobody waited (consumed by the next edge wait).
+        self.owner: Any = None
+        self.rready = False
+        self.wready = False
 
     def take(self, reading: bool) -> list[Any]:
         """Called with ``io_lock`` held: end the reader's (writer's) wait."""

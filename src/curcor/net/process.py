@@ -37,10 +37,17 @@ from typing import Any
 
 from .._core.cancel import CancelScope, move_on_after
 from .._core.group import TaskGroup
-from .._core.io import ClosedResourceError, notify_closing, wait_readable, wait_writable
+from .._core.io import (
+    ClosedResourceError,
+    notify_closing,
+    retry_readable,
+    retry_writable,
+    wait_readable,
+)
 from .._core.sync import Mutex
 from .._core.threads import to_thread
-from .socket import _checkpoint
+from .._core.traps import yield_now
+from .socket import _checkpoint, _io_checkpoint
 from .stream import Stream
 
 PIPE = subprocess.PIPE
@@ -93,13 +100,14 @@ class PipeEnd:
         Raises:
             ClosedResourceError: the pipe was closed, here or by another task.
         """
-        _checkpoint("PipeEnd.recv()")
+        if _io_checkpoint("PipeEnd.recv()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 return os.read(self._fd, bufsize)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd, self)
+                await retry_readable(self._fd, self)
 
     async def send(self, data: Any) -> int:
         """Write some of ``data``; the number of bytes written.
@@ -108,13 +116,14 @@ class PipeEnd:
             BrokenPipeError: the child closed its end (or exited).
             ClosedResourceError: the pipe was closed, here or by another task.
         """
-        _checkpoint("PipeEnd.send()")
+        if _io_checkpoint("PipeEnd.send()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 return os.write(self._fd, data)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd, self)
+                await retry_writable(self._fd, self)
 
     def close(self) -> None:
         """Close now: tasks waiting on it get ``ClosedResourceError``.

@@ -14,14 +14,34 @@ import socket as _socket
 from typing import Any
 
 from .._core.errors import Cancelled
-from .._core.io import ClosedResourceError, notify_closing, wait_readable, wait_writable
-from .._core.traps import worker_and_task
+from .._core.io import (
+    ClosedResourceError,
+    notify_closing,
+    retry_readable,
+    retry_writable,
+)
+from .._core.scheduler import IO_BUDGET
+from .._core.traps import worker_and_task, yield_now
 
 
 def _checkpoint(what: str) -> None:
     task = worker_and_task(what)[1]
     if task._cancel_pending:
         raise Cancelled()
+
+
+def _io_checkpoint(what: str) -> bool:
+    """A checkpoint that also spends the worker's I/O budget; True when it is
+    spent and the caller must ``await yield_now()`` before its operation
+    (see ``IO_BUDGET`` in the scheduler)."""
+    w, task = worker_and_task(what)
+    if task._cancel_pending:
+        raise Cancelled()
+    w.io_budget -= 1
+    if w.io_budget > 0:
+        return False
+    w.io_budget = IO_BUDGET
+    return True
 
 
 class Socket:
@@ -111,13 +131,14 @@ class Socket:
         Raises:
             OSError: e.g. EMFILE when the process is out of descriptors.
         """
-        _checkpoint("Socket.accept()")
+        if _io_checkpoint("Socket.accept()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 conn, addr = self._sock.accept()
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd, self)
+                await retry_readable(self._fd, self)
                 continue
             return Socket(conn), addr
 
@@ -127,57 +148,62 @@ class Socket:
         Raises:
             OSError: the connection was refused, timed out or failed.
         """
-        _checkpoint("Socket.connect()")
+        if _io_checkpoint("Socket.connect()"):
+            await yield_now()
         self._check_open()
         try:
             self._sock.connect(address)
             return
         except (BlockingIOError, InterruptedError):
             pass
-        await wait_writable(self._fd, self)
+        await retry_writable(self._fd, self)
         err = self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
         if err:
             raise OSError(err, f"connect to {address!r} failed: {_strerror(err)}")
 
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes; ``b""`` at end of stream."""
-        _checkpoint("Socket.recv()")
+        if _io_checkpoint("Socket.recv()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 return self._sock.recv(bufsize, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd, self)
+                await retry_readable(self._fd, self)
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; the byte count (0 at end of stream)."""
-        _checkpoint("Socket.recv_into()")
+        if _io_checkpoint("Socket.recv_into()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 return self._sock.recv_into(buffer, nbytes, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd, self)
+                await retry_readable(self._fd, self)
 
     async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive a datagram: ``(data, address)``."""
-        _checkpoint("Socket.recvfrom()")
+        if _io_checkpoint("Socket.recvfrom()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 return self._sock.recvfrom(bufsize, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_readable(self._fd, self)
+                await retry_readable(self._fd, self)
 
     async def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; the number of bytes sent."""
-        _checkpoint("Socket.send()")
+        if _io_checkpoint("Socket.send()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 return self._sock.send(data, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd, self)
+                await retry_writable(self._fd, self)
 
     def try_send(self, data: Any) -> int:
         """Send what the kernel takes now, never waiting; 0 if it would wait.
@@ -195,26 +221,28 @@ class Socket:
 
     async def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``, waiting for room as needed."""
-        _checkpoint("Socket.sendall()")
+        if _io_checkpoint("Socket.sendall()"):
+            await yield_now()
         view = memoryview(data).cast("B")
         while view:
             self._check_open()
             try:
                 sent = self._sock.send(view, flags)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd, self)
+                await retry_writable(self._fd, self)
                 continue
             view = view[sent:]
 
     async def sendto(self, data: Any, address: Any) -> int:
         """Send a datagram to ``address``."""
-        _checkpoint("Socket.sendto()")
+        if _io_checkpoint("Socket.sendto()"):
+            await yield_now()
         while True:
             self._check_open()
             try:
                 return self._sock.sendto(data, address)
             except (BlockingIOError, InterruptedError):
-                await wait_writable(self._fd, self)
+                await retry_writable(self._fd, self)
 
 
 def _strerror(err: int) -> str:
