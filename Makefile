@@ -36,14 +36,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
+# The benchmark suite (benchmarks/README.md): JSON, Markdown and PNG plots in
+# benchmarks/results/. bench: every workload on every runtime (Go when `go`
+# is on PATH), echo and HTTP included, medians of 3 (about 10 min on 2
+# cores). bench-quick: smaller sizes on curcor, asyncio and the floor, echo
+# and HTTP one short run each (under 3 min). bench-net: echo and HTTP alone.
 bench-quick: $(STAMP)
-	$(PY) benchmarks/run.py --quick
+	$(PY) benchmarks/run.py --suite --quick
 
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --suite
 
 bench-net: $(STAMP)
 	$(PY) benchmarks/run.py --echo
+	$(PY) benchmarks/run.py --http
 
 clean:
 	rm -rf $(VENV) .venv-3.* build dist src/curcor/_version.py

@@ -1,17 +1,21 @@
-"""Curcor benchmark harness (standard library only).
+"""Curcor benchmark harness (standard library; matplotlib for the plots).
 
-    python benchmarks/run.py                  # all runtimes, full sizes, 3 runs
-    python benchmarks/run.py --quick          # curcor + asyncio (make bench-quick)
+    python benchmarks/run.py --suite          # make bench: everything, + files
+    python benchmarks/run.py --suite --quick  # make bench-quick (< 3 min)
+    python benchmarks/run.py                  # the workloads, all runtimes
+    python benchmarks/run.py --quick          # smaller; curcor, asyncio, floor
     python benchmarks/run.py --maxprocs-ab    # curcor, CURCOR_MAXPROCS=1 vs 2
     python benchmarks/run.py --echo           # TCP echo, 1 KiB x 100 conns
     python benchmarks/run.py --http           # HTTP hello, 50 keep-alive conns
     python benchmarks/run.py --runtimes asyncio,uvloop,trio --json peers.json
+    python benchmarks/run.py --report results/suite-....json  # redraw
 
-Every run is its own fresh interpreter running ``benchmarks/workloads.py``,
-which prints one JSON line; runs are interleaved (run 1 of everything, then
-run 2, ...) so slow drift of the machine spreads over all rows; the table
-shows medians. See benchmarks/README.md for the columns and
-docs/benchmarks.md for the methodology.
+Every run is its own fresh process (``benchmarks/workloads.py``, or the Go
+binary built from ``benchmarks/go``), which prints one JSON line; runs are
+interleaved (run 1 of everything, then run 2, ...) so slow drift of the
+machine spreads over all rows; the table shows medians. See
+benchmarks/README.md for the columns and docs/benchmarks.md for the
+methodology.
 
 Exit status: 0 when every run succeeded (and, with --maxprocs-ab, every
 ratio is within the spec's 1.10), 1 otherwise, 2 on bad arguments.
@@ -25,11 +29,14 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +46,65 @@ HERE = Path(__file__).resolve().parent
 WORKLOADS_PY = HERE / "workloads.py"
 ECHO_PY = HERE / "echo.py"
 HTTP_PY = HERE / "http_hello.py"
+GO_DIR = HERE / "go"
+RESULTS_DIR = HERE / "results"
 
-ALL_RUNTIMES = ("curcor", "asyncio", "uvloop", "trio")
-QUICK_RUNTIMES = ("curcor", "asyncio")
-DEFAULT_WORKLOADS = "spawn:100000,spawn:1000000,pingpong:200000"
+sys.path.insert(0, str(HERE))
+import report  # noqa: E402  (benchmarks/report.py: Markdown, plots, machine)
+import workloads as wl  # noqa: E402  (the sizes and names, nothing else)
+
+# Runtime names as the tables show them. curcor-pN is curcor with
+# CURCOR_MAXPROCS=N; plain curcor uses the default (usable CPUs). floor is
+# benchmarks/floor.py with curcor's governed GC settings, floor-defgc the same
+# with CPython's default GC. go is benchmarks/go, built when `go` is on PATH.
+ALL_RUNTIMES = (
+    "curcor-p1",
+    "curcor-p2",
+    "asyncio",
+    "uvloop",
+    "trio",
+    "floor",
+    "floor-defgc",
+    "go",
+)
+KNOWN_RUNTIMES = ("curcor", *ALL_RUNTIMES)
+QUICK_RUNTIMES = ("curcor", "asyncio", "floor")
+DEFAULT_WORKLOADS = ",".join(
+    [
+        "spawn:100000",
+        "spawn:1000000",
+        "pingpong:200000",
+        "fanin:10000",
+        "tree:6",
+        "mutex:100000",
+        "select:100000",
+        "timers:100000",
+        "startup:10",
+        "version:10",
+    ]
+)
+# --quick: every workload, smaller; finishes in about a minute on 2 cores.
+QUICK_WORKLOADS = ",".join(
+    [
+        "spawn:100000",
+        "pingpong:50000",
+        "fanin:2000",
+        "tree:5",
+        "mutex:20000",
+        "select:20000",
+        "timers:20000",
+        "startup:5",
+        "version:5",
+    ]
+)
 AB_WORKLOADS = "spawn:1000000,pingpong:200000"
 AB_LIMIT = 1.10  # R-SCHED: N workers no more than 10% slower than 1
 EXIT_UNAVAILABLE = 3  # from workloads.py: the runtime cannot be imported
 BASELINE = "asyncio"
+FLOOR = "floor"
 DEFAULT_TIMEOUT = 300.0
 BUSY_LIMIT = 0.25  # foreign CPU (cores) during a run above which we warn
+GO_BUILD_TIMEOUT = 300.0
 
 # --echo: the servers in benchmarks/echo.py (same order as its SERVERS)
 ECHO_SERVERS = (
@@ -70,7 +126,12 @@ HTTP_BASELINE = "asyncio-h11"
 
 @dataclass
 class Cell:
-    """All runs of one (workload, n, runtime[, maxprocs]) combination."""
+    """All runs of one (workload, n, runtime[, maxprocs]) combination.
+
+    ``runtime`` is the name in the tables (``curcor-p1``); ``child`` is the
+    runtime the child process runs (``curcor``) and ``maxprocs`` the
+    ``CURCOR_MAXPROCS`` it gets (None: inherited).
+    """
 
     workload: str
     n: int
@@ -78,12 +139,16 @@ class Cell:
     maxprocs: str | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    child: str = ""
+
+    def __post_init__(self) -> None:
+        self.child = self.child or self.runtime
 
     def ok_runs(self) -> list[dict[str, Any]]:
         return [r for r in self.runs if r.get("ok")]
 
     def median(self, key: str) -> float | None:
-        values = [r[key] for r in self.ok_runs()]
+        values = [r[key] for r in self.ok_runs() if r.get(key) is not None]
         return statistics.median(values) if values else None
 
     def spread(self) -> float | None:
@@ -103,7 +168,13 @@ class Cell:
             "runs_total": len(self.runs),
             "median": {
                 k: self.median(k)
-                for k in ("wall_s", "gc_s", "gc_collections", "peak_rss_mb")
+                for k in (
+                    "wall_s",
+                    "gc_s",
+                    "gc_collections",
+                    "peak_rss_mb",
+                    "import_s",
+                )
             },
             "wall_spread": self.spread(),
             "errors": self.errors,
@@ -115,14 +186,56 @@ def parse_workloads(text: str) -> list[tuple[str, int]]:
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, _, n = item.partition(":")
-        if name not in ("spawn", "pingpong"):
-            raise ValueError(f"unknown workload {name!r} (known: spawn, pingpong)")
-        default = 200_000 if name == "pingpong" else 100_000
+        if name not in wl.WORKLOADS:
+            known = ", ".join(wl.WORKLOADS)
+            raise ValueError(f"unknown workload {name!r} (known: {known})")
         try:
-            out.append((name, int(n.replace("_", "")) if n else default))
+            size = int(n.replace("_", "")) if n else wl.DEFAULT_N[name]
         except ValueError:
             raise ValueError(f"bad size in {item!r}")
+        if size < 1:
+            raise ValueError(f"size must be >= 1 in {item!r}")
+        out.append((name, size))
     return out
+
+
+def plan_cell(workload: str, n: int, runtime: str) -> Cell | None:
+    """The cell that runs ``workload`` on ``runtime``, or None (not applicable).
+
+    The startup workloads do not depend on maxprocs or on GC settings, so
+    every curcor-pN runs them as plain curcor and floor-defgc not at all;
+    ``version`` is curcor's only.
+    """
+    maxprocs = None
+    child = runtime
+    if runtime.startswith("curcor-p"):
+        child, maxprocs = "curcor", runtime.removeprefix("curcor-p")
+    if workload in wl.PROCESS_WORKLOADS:
+        if runtime == "floor-defgc" or (workload == "version" and child != "curcor"):
+            return None
+        if child == "curcor":
+            return Cell(workload, n, "curcor")
+    return Cell(workload, n, runtime, maxprocs, child=child)
+
+
+def plan_cells(
+    workloads: list[tuple[str, int]], runtimes: list[str], maxprocs: list[str | None]
+) -> list[Cell]:
+    cells: list[Cell] = []
+    seen: set[tuple[str, int, str, str | None]] = set()
+    for w, n in workloads:
+        for r in runtimes:
+            for mp in maxprocs:
+                cell = plan_cell(w, n, r)
+                if cell is None:
+                    continue
+                if mp is not None:
+                    cell.maxprocs = mp
+                key = (w, n, cell.runtime, cell.maxprocs)
+                if key not in seen:
+                    seen.add(key)
+                    cells.append(cell)
+    return cells
 
 
 def human_n(n: int) -> str:
@@ -151,19 +264,24 @@ def children_cpu_s() -> float:
 
 def run_child(
     python: str,
-    runtime: str,
-    workload: str,
-    n: int,
+    cell: Cell,
     timeout: float,
-    maxprocs: str | None,
+    go_bin: str | None = None,
 ) -> tuple[dict[str, Any], int | None]:
     """One run in a fresh process. Never raises for a failing child."""
     env = dict(os.environ)
-    if maxprocs is not None:
-        env["CURCOR_MAXPROCS"] = maxprocs
-    cmd = [python, str(WORKLOADS_PY), "--runtime", runtime]
-    cmd += ["--workload", workload, "--n", str(n)]
-    base = {"runtime": runtime, "workload": workload, "n": n, "ok": False}
+    if cell.maxprocs is not None:
+        env["CURCOR_MAXPROCS"] = cell.maxprocs
+    workload, n = cell.workload, cell.n
+    if cell.child == "go" and workload not in wl.PROCESS_WORKLOADS:
+        assert go_bin is not None
+        cmd = [go_bin, "-workload", workload, "-n", str(n)]
+    else:
+        cmd = [python, str(WORKLOADS_PY), "--runtime", cell.child]
+        cmd += ["--workload", workload, "--n", str(n)]
+        if go_bin is not None and cell.child == "go":
+            cmd += ["--go-bin", go_bin]
+    base = {"runtime": cell.runtime, "workload": workload, "n": n, "ok": False}
     busy0, child0 = busy_cpu_s(), children_cpu_s()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -194,6 +312,7 @@ def run_child(
             except json.JSONDecodeError:
                 pass
     record.setdefault("ok", False)
+    record["child_runtime"] = record.pop("runtime", cell.child)
     record["process_s"] = elapsed
     record["child_cpu_s"] = child1 - child0
     if busy0 is not None and busy1 is not None:
@@ -209,6 +328,43 @@ def run_child(
             record["error"] = f"exit {proc.returncode}: {why}"
         record["stderr_tail"] = err[-4000:]
     return {**base, **record}, proc.returncode
+
+
+def build_go(tmpdir: str) -> tuple[str | None, str]:
+    """Build benchmarks/go into ``tmpdir``: (binary or None, a line saying so).
+
+    Offline (GOPROXY=off: the program has no dependencies); the build cache
+    goes to ``tmpdir`` when no HOME is set.
+    """
+    go = shutil.which("go")
+    if go is None:
+        return None, (
+            "go: skipped (no `go` on PATH; `apt-get install golang-go` adds the "
+            "Go column)"
+        )
+    binary = str(Path(tmpdir) / "curcorbench")
+    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod"}
+    if not env.get("HOME") and not env.get("GOCACHE"):
+        env["GOCACHE"] = str(Path(tmpdir) / "gocache")
+    try:
+        proc = subprocess.run(
+            [go, "build", "-o", binary, "."],
+            cwd=GO_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GO_BUILD_TIMEOUT,
+            check=False,
+        )
+        version = subprocess.run(
+            [go, "version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout.strip()
+    except subprocess.TimeoutExpired:
+        return None, f"go: skipped (go build took over {GO_BUILD_TIMEOUT:g} s)"
+    if proc.returncode != 0:
+        tail = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        return None, f"go: skipped (go build failed: {tail[-1] if tail else '?'})"
+    return binary, f"go: built benchmarks/go with {version}"
 
 
 def busy_note(record: dict[str, Any]) -> str:
@@ -263,52 +419,8 @@ def print_table(headers: list[str], rows: list[list[str]], left: int) -> None:
 
 
 def comparison_table(cells: list[Cell]) -> None:
-    headers = ["workload", "runtime", "wall s", "GC s", "colls", "RSS MB"]
-    headers += ["x wall", "x RSS", "GC less", "spread", "runs"]
-    rows = []
-    for cell in cells:
-        name = f"{cell.workload} {human_n(cell.n)}"
-        if not cell.ok_runs():
-            why = cell.errors[0] if cell.errors else "not run"
-            rows.append([name, cell.runtime, "ERROR", why])
-            continue
-        base = next(
-            (
-                c
-                for c in cells
-                if c.runtime == BASELINE
-                and (c.workload, c.n) == (cell.workload, cell.n)
-                and c.ok_runs()
-            ),
-            None,
-        )
-        wall, gc_s = cell.median("wall_s"), cell.median("gc_s")
-        rss = cell.median("peak_rss_mb")
-        x_wall = x_rss = gc_less = None
-        if base is not None:
-            b_wall, b_gc = base.median("wall_s"), base.median("gc_s")
-            b_rss = base.median("peak_rss_mb")
-            x_wall = b_wall / wall if b_wall and wall else None
-            x_rss = b_rss / rss if b_rss and rss else None
-            gc_less = 1 - gc_s / b_gc if b_gc and gc_s is not None else None
-        spread = cell.spread()
-        runs = f"{len(cell.ok_runs())}/{len(cell.runs)}"
-        rows.append(
-            [
-                name,
-                cell.runtime,
-                fmt(wall),
-                fmt(gc_s),
-                f"{cell.median('gc_collections'):.0f}",
-                fmt(rss, 1),
-                fmt(x_wall, 2),
-                fmt(x_rss, 2),
-                "-" if gc_less is None else f"{gc_less:.0%}",
-                "-" if spread is None else f"{spread:.0%}",
-                runs,
-            ]
-        )
-    print_table(headers, rows, left=2)
+    rows = report.cpu_rows([c.summary() for c in cells])
+    print_table(report.CPU_HEADERS, [report.cpu_cells(r) for r in rows], left=2)
 
 
 def ab_table(cells: list[Cell], a: str, b: str) -> bool:
@@ -652,8 +764,11 @@ def http_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Loa
 
 def main_load(
     bench: LoadBench, args: argparse.Namespace, parser: argparse.ArgumentParser
-) -> int:
-    """Run ``bench`` on each server, interleaved; print the table; write JSON."""
+) -> tuple[int, dict[str, Any]]:
+    """Run ``bench`` on each server, interleaved; print the table; write JSON.
+
+    Returns the exit status and the JSON payload (also for the suite report).
+    """
     servers = args.runtimes.split(",") if args.runtimes else list(bench.servers)
     servers = [s.strip() for s in servers if s.strip()]
     for s in servers:
@@ -700,42 +815,43 @@ def main_load(
     print(bench.legend)
     all_runs = [r for rs in cells.values() for r in rs]
     _warn_if_busy(all_runs)
-    if args.json:
-        meta = {
-            "date": started_at,
-            "mode": bench.mode,
-            "argv": sys.argv,
-            "python": args.python,
-            "python_version": child_python,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "runs": runs,
-            "timeout_s": args.timeout,
-            "conns": bench.conns,
-            **bench.meta,
-            "warmup_s": bench.warmup,
-            "seconds": bench.seconds,
-            "pinning": pinning,
-            "server_cpu": srv_cpu,
-            "generator_cpu": cli_cpu,
-            "generator_loop": gen_loop,
-            "elapsed_s": elapsed,
+    # The payload is built always: the suite report needs it.
+    meta = {
+        "date": started_at,
+        "mode": bench.mode,
+        "argv": sys.argv,
+        "python": args.python,
+        "python_version": child_python,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "runs": runs,
+        "timeout_s": args.timeout,
+        "conns": bench.conns,
+        **bench.meta,
+        "warmup_s": bench.warmup,
+        "seconds": bench.seconds,
+        "pinning": pinning,
+        "server_cpu": srv_cpu,
+        "generator_cpu": cli_cpu,
+        "generator_loop": gen_loop,
+        "elapsed_s": elapsed,
+    }
+    results = [
+        {
+            "server": s,
+            "runtime_version": next(
+                (r.get("runtime_version") for r in rs if r.get("ok")), None
+            ),
+            "runs": rs,
+            "errors": [r.get("error") for r in rs if not r.get("ok")],
         }
-        results = [
-            {
-                "server": s,
-                "runtime_version": next(
-                    (r.get("runtime_version") for r in rs if r.get("ok")), None
-                ),
-                "runs": rs,
-                "errors": [r.get("error") for r in rs if not r.get("ok")],
-            }
-            for s, rs in cells.items()
-        ]
-        payload = {"meta": meta, "results": results}
+        for s, rs in cells.items()
+    ]
+    payload = {"meta": meta, "results": results}
+    if args.json:
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json}")
-    return 0 if all(r.get("ok") for r in all_runs) else 1
+    return (0 if all(r.get("ok") for r in all_runs) else 1), payload
 
 
 def _run_load(
@@ -793,9 +909,7 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> int:
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _terminate)
+def build_parser() -> argparse.ArgumentParser:
     doc = (__doc__ or "").strip()
     parser = argparse.ArgumentParser(
         description=doc.splitlines()[0],
@@ -803,9 +917,30 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--suite",
+        action="store_true",
+        help="the whole suite (workloads, echo, HTTP) with JSON, Markdown and "
+        "PNG in --out (make bench; with --quick: make bench-quick)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
-        help="spawn 100k and 1M, pingpong 200k; curcor and asyncio only",
+        help=f"smaller sizes ({QUICK_WORKLOADS}); {','.join(QUICK_RUNTIMES)} only",
+    )
+    parser.add_argument(
+        "--skip-net", action="store_true", help="--suite without echo and HTTP"
+    )
+    parser.add_argument(
+        "--out",
+        default=str(RESULTS_DIR),
+        metavar="DIR",
+        help="where --suite writes its files (default benchmarks/results)",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="FILE.json",
+        help="write the Markdown and plots of an earlier --json/--suite file "
+        "beside it, run nothing",
     )
     parser.add_argument(
         "--maxprocs-ab",
@@ -849,7 +984,8 @@ def main(argv: list[str] | None = None) -> int:
         "--runtimes",
         default=None,
         help=f"comma-separated, default {','.join(ALL_RUNTIMES)} "
-        f"({','.join(QUICK_RUNTIMES)} with --quick)",
+        f"({','.join(QUICK_RUNTIMES)} with --quick); known: "
+        f"{','.join(KNOWN_RUNTIMES)}",
     )
     parser.add_argument(
         "--workloads",
@@ -874,21 +1010,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter for the children"
     )
+    parser.add_argument(
+        "--curcor-src",
+        metavar="DIR",
+        help="benchmark the curcor package under DIR (a src/ directory, e.g. "
+        "of `git archive HEAD src | tar -x -C /tmp/snap`) instead of the "
+        "installed one: prepended to the children's PYTHONPATH",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write results here")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.curcor_src:
+        src = Path(args.curcor_src).resolve()
+        if not (src / "curcor" / "__init__.py").is_file():
+            parser.error(f"--curcor-src: no curcor/__init__.py under {src}")
+        # Every child (workloads, servers, `curcor version`) inherits it.
+        paths = [str(src), *filter(None, [os.environ.get("PYTHONPATH")])]
+        os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+
+    if args.report:
+        return main_report(Path(args.report))
     if args.http:
         if args.echo or args.maxprocs_ab or args.quick or args.workloads:
             parser.error(
                 "--http does not combine with --echo/--quick/--maxprocs-ab/--workloads"
             )
-        return main_load(http_bench(args, parser), args, parser)
+        return main_load(http_bench(args, parser), args, parser)[0]
     if args.echo:
         if args.maxprocs_ab or args.quick or args.workloads:
             parser.error(
                 "--echo does not combine with --quick/--maxprocs-ab/--workloads"
             )
-        return main_load(echo_bench(args, parser), args, parser)
+        return main_load(echo_bench(args, parser), args, parser)[0]
+    if args.suite:
+        if args.maxprocs_ab or args.json:
+            parser.error("--suite does not combine with --maxprocs-ab/--json")
+        return main_suite(args, parser)
+    return main_cpu(args, parser)[0]
+
+
+def main_cpu(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[int, dict[str, Any]]:
+    """The in-process workloads (or the maxprocs A/B): table, JSON payload."""
     if args.maxprocs_ab:
         runtimes = ["curcor"]
         runs = max(args.runs or 5, 5)
@@ -902,11 +1072,12 @@ def main(argv: list[str] | None = None) -> int:
         runtimes = args.runtimes.split(",") if args.runtimes else list(default)
         runtimes = [r.strip() for r in runtimes if r.strip()]
         for r in runtimes:
-            if r not in ALL_RUNTIMES:
-                parser.error(f"unknown runtime {r!r} (known: {ALL_RUNTIMES})")
+            if r not in KNOWN_RUNTIMES and not re.fullmatch(r"curcor-p[1-9]\d*", r):
+                parser.error(f"unknown runtime {r!r} (known: {KNOWN_RUNTIMES})")
         runs = args.runs or 3
         maxprocs_values = [None]
-        workload_spec = args.workloads or DEFAULT_WORKLOADS
+        default_spec = QUICK_WORKLOADS if args.quick else DEFAULT_WORKLOADS
+        workload_spec = args.workloads or default_spec
     if runs < 1:
         parser.error("--runs must be >= 1")
     try:
@@ -914,56 +1085,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
-    cells = [
-        Cell(w, n, r, mp)
-        for w, n in workloads
-        for r in runtimes
-        for mp in maxprocs_values
-    ]
-    unavailable: dict[str, str] = {}
-    total = runs * len(cells)
-    started = time.perf_counter()
-    started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    print(
-        f"# {len(cells)} cells x {runs} runs, each in a fresh {args.python},"
-        f" timeout {args.timeout:g} s",
-        file=sys.stderr,
-    )
-    done = 0
-    for rep in range(runs):  # interleaved: 1,2,1,2,... across every cell
-        for cell in cells:
-            done += 1
-            label = f"{cell.workload} {human_n(cell.n)} {cell.runtime}"
-            if cell.maxprocs is not None:
-                label += f" P={cell.maxprocs}"
-            prefix = f"[{done}/{total}] {label} run {rep + 1}/{runs}"
-            if cell.runtime in unavailable:
-                cell.errors.append(f"skipped: {unavailable[cell.runtime]}")
-                print(
-                    f"{prefix}: skipped ({cell.runtime} unavailable)", file=sys.stderr
-                )
-                continue
-            record, rc = run_child(
-                args.python,
-                cell.runtime,
-                cell.workload,
-                cell.n,
-                args.timeout,
-                cell.maxprocs,
-            )
-            cell.runs.append(record)
-            if record["ok"]:
-                print(
-                    f"{prefix}: {record['wall_s']:.3f} s, GC {record['gc_s']:.3f} s,"
-                    f" {record['peak_rss_mb']:.0f} MB"
-                    f"{busy_note(record)}",
-                    file=sys.stderr,
-                )
-            else:
-                cell.errors.append(record["error"])
-                print(f"{prefix}: ERROR {record['error']}", file=sys.stderr)
-                if rc == EXIT_UNAVAILABLE:
-                    unavailable[cell.runtime] = record["error"]
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="curcor-bench-") as tmpdir:
+        go_bin = None
+        if "go" in runtimes:
+            print("# building benchmarks/go ...", file=sys.stderr)
+            go_bin, note = build_go(tmpdir)
+            print(f"# {note}", file=sys.stderr)
+            if go_bin is None:
+                runtimes.remove("go")
+                notes.append(note)
+        cells = plan_cells(workloads, runtimes, maxprocs_values)
+        started = time.perf_counter()
+        started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        _run_cells(args, cells, runs, go_bin)
     elapsed = time.perf_counter() - started
     print(f"# done in {elapsed:.0f} s", file=sys.stderr)
     print()
@@ -972,10 +1107,13 @@ def main(argv: list[str] | None = None) -> int:
     child_python = next(
         (r["python"] for c in cells for r in c.runs if "python" in r), "?"
     )
+    m = report.machine()
     print(
-        f"curcor benchmarks ({mode}), Python {child_python}, "
-        f"{os.cpu_count()} CPUs, medians of {runs} runs, each in its own process"
+        f"curcor benchmarks ({mode}), Python {child_python}, medians of {runs} "
+        f"runs, each in its own process; {report.machine_line(m)}"
     )
+    for note in notes:
+        print(note)
     print()
     if args.maxprocs_ab:
         a, b = maxprocs_values
@@ -983,13 +1121,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         comparison_table(cells)
         ok = all(c.ok_runs() and not c.errors for c in cells)
-        if BASELINE in runtimes:
-            print()
-            print(
-                "x wall = asyncio wall / wall, x RSS = asyncio RSS / RSS "
-                "(> 1: faster / smaller than asyncio); GC less = 1 - GC s / "
-                "asyncio GC s"
-            )
+        print()
+        print(
+            "x asyncio = asyncio wall / wall (> 1: faster than asyncio); x floor "
+            "= wall / floor wall; GC less = 1 - GC s / asyncio GC s; startup "
+            "rows time whole processes (see benchmarks/workloads.py)"
+        )
 
     busy_runs = [
         r for c in cells for r in c.runs if r.get("foreign_cpu_cores", 0.0) > BUSY_LIMIT
@@ -1002,29 +1139,160 @@ def main(argv: list[str] | None = None) -> int:
             "core); on a small machine that skews the figures, rerun when quiet"
         )
 
+    payload: dict[str, Any] = {
+        "meta": {
+            "date": started_at,
+            "mode": mode,
+            "argv": sys.argv,
+            "python": args.python,
+            "python_version": child_python,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "machine": m,
+            "runs": runs,
+            "timeout_s": args.timeout,
+            "env_curcor_maxprocs": os.environ.get("CURCOR_MAXPROCS"),
+            "curcor_src": args.curcor_src,
+            "notes": notes,
+            "elapsed_s": elapsed,
+        },
+        "results": [c.summary() for c in cells],
+    }
+    if args.maxprocs_ab:
+        payload["meta"]["ab_maxprocs"] = maxprocs_values
+        payload["meta"]["ab_limit"] = AB_LIMIT
     if args.json:
-        payload: dict[str, Any] = {
-            "meta": {
-                "date": started_at,
-                "mode": mode,
-                "argv": sys.argv,
-                "python": args.python,
-                "python_version": child_python,
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "runs": runs,
-                "timeout_s": args.timeout,
-                "env_curcor_maxprocs": os.environ.get("CURCOR_MAXPROCS"),
-                "elapsed_s": elapsed,
-            },
-            "results": [c.summary() for c in cells],
-        }
-        if args.maxprocs_ab:
-            payload["meta"]["ab_maxprocs"] = maxprocs_values
-            payload["meta"]["ab_limit"] = AB_LIMIT
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json}")
-    return 0 if ok else 1
+    return (0 if ok else 1), payload
+
+
+def _run_cells(
+    args: argparse.Namespace, cells: list[Cell], runs: int, go_bin: str | None
+) -> None:
+    """Interleaved: run 1 of every cell, then run 2, ...; fills ``cells``."""
+    unavailable: dict[str, str] = {}
+    total = runs * len(cells)
+    print(
+        f"# {len(cells)} cells x {runs} runs, each in a fresh {args.python},"
+        f" timeout {args.timeout:g} s",
+        file=sys.stderr,
+    )
+    done = 0
+    for rep in range(runs):
+        for cell in cells:
+            done += 1
+            label = f"{report.workload_label(cell.workload, cell.n)} {cell.runtime}"
+            if cell.maxprocs is not None and cell.runtime == "curcor":
+                label += f" P={cell.maxprocs}"
+            prefix = f"[{done}/{total}] {label} run {rep + 1}/{runs}"
+            if cell.runtime in unavailable:
+                cell.errors.append(f"skipped: {unavailable[cell.runtime]}")
+                print(
+                    f"{prefix}: skipped ({cell.runtime} unavailable)", file=sys.stderr
+                )
+                continue
+            record, rc = run_child(args.python, cell, args.timeout, go_bin)
+            cell.runs.append(record)
+            if record["ok"]:
+                gc_s = record.get("gc_s")
+                gc_text = "" if gc_s is None else f", GC {gc_s:.3f} s"
+                print(
+                    f"{prefix}: {record['wall_s']:.3f} s{gc_text},"
+                    f" {record['peak_rss_mb']:.0f} MB"
+                    f"{busy_note(record)}",
+                    file=sys.stderr,
+                )
+            else:
+                cell.errors.append(record["error"])
+                print(f"{prefix}: ERROR {record['error']}", file=sys.stderr)
+                if rc == EXIT_UNAVAILABLE:
+                    unavailable[cell.runtime] = record["error"]
+
+
+def main_suite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """make bench / bench-quick: every workload, echo and HTTP, then files.
+
+    Full: the defaults of each part, medians of --runs (3). Quick: the quick
+    workloads on curcor, asyncio and the floor (3 runs), then echo and HTTP
+    with curcor and the asyncio baseline only, one run each of a 0.3 s
+    warm-up and a 1 s window.
+    """
+    started = time.perf_counter()
+    mode = "quick" if args.quick else "full"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rc, cpu = main_cpu(argparse.Namespace(**{**vars(args), "json": None}), parser)
+    suite: dict[str, Any] = {"workloads": cpu}
+    if not args.skip_net:
+        for key, make in (("echo", echo_bench), ("http", http_bench)):
+            net_args = argparse.Namespace(**vars(args))
+            net_args.json = None
+            net_args.runtimes = None
+            if args.quick:
+                net_args.runtimes = (
+                    f"curcor,{ECHO_BASELINE if key == 'echo' else HTTP_BASELINE}"
+                )
+                net_args.runs = 1
+                net_args.echo_warmup = net_args.http_warmup = 0.3
+                net_args.echo_seconds = net_args.http_seconds = 1.0
+            print(file=sys.stderr)
+            net_rc, suite[key] = main_load(make(net_args, parser), net_args, parser)
+            rc = max(rc, net_rc)
+
+    meta = dict(cpu["meta"])
+    meta["mode"] = mode
+    meta["elapsed_s"] = time.perf_counter() - started
+    meta["command"] = "python " + " ".join(sys.argv)
+    meta["versions"] = _versions(suite)
+    suite = {"meta": meta, **suite}
+    if args.quick:
+        stem = "quick"
+    else:
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d-%H%M")
+        stem = f"suite-{stamp}"
+    json_path = out / f"{stem}.json"
+    json_path.write_text(json.dumps(suite, indent=2) + "\n")
+    written = _write_report(suite, out / stem)
+    print(f"\nwrote {json_path}, {', '.join(written)}")
+    print(f"# suite done in {meta['elapsed_s']:.0f} s", file=sys.stderr)
+    return rc
+
+
+def _versions(suite: dict[str, Any]) -> dict[str, Any]:
+    """The version of each runtime, from the first successful run of each."""
+    versions: dict[str, Any] = {}
+    for cell in suite["workloads"]["results"]:
+        for run in cell["runs"]:
+            if run.get("ok") and run.get("runtime_version"):
+                name = run.get("child_runtime", cell["runtime"])
+                if name.startswith("floor"):
+                    continue
+                versions.setdefault(
+                    "python" if name == "asyncio" else name, run["runtime_version"]
+                )
+    return versions
+
+
+def _write_report(payload: dict[str, Any], prefix: Path) -> list[str]:
+    """``prefix``.md and ``prefix``-*.png; the names written."""
+    plots, note = report.write_plots(payload, prefix)
+    print(f"# {note}", file=sys.stderr)
+    md = prefix.with_name(prefix.name + ".md")
+    md.write_text(report.suite_markdown(payload, plots))
+    return [str(md), *plots]
+
+
+def main_report(path: Path) -> int:
+    """--report FILE.json: the Markdown and plots of an earlier run."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"run.py: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    written = _write_report(payload, path.with_suffix(""))
+    print(f"wrote {', '.join(written)}")
+    return 0
 
 
 if __name__ == "__main__":

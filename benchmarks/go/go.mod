@@ -1,0 +1,3 @@
+module curcorbench
+
+go 1.19
