@@ -616,9 +616,6 @@ def test_usable_cpus_falls_back_to_cpu_count_without_affinity(monkeypatch):
 
 # Keys whose machinery is not built yet, and what it is.
 PENDING = {
-    "preempt": "preemption",
-    "preempt_ms": "preemption",
-    "spare_workers_max": "preemption",
     "trace": "the trace",
     "control": "the control socket",
 }

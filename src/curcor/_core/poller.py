@@ -16,8 +16,9 @@ writer of a descriptor), ``dispatch`` (end the waits the events satisfy),
 Two implementations keep that contract:
 
 - ``Poller``, over the standard library's ``selectors`` classes (kqueue,
-  poll, select): level-triggered, a descriptor is registered while a task waits on it and
-  unregistered when the wait ends. Two registration calls per wait.
+  poll, select): level-triggered, a descriptor is registered while a task
+  waits on it and unregistered when the wait ends. Two registration calls
+  per wait.
 - ``EpollPoller``, the default on Linux: each descriptor is registered once,
   edge-triggered, for reading and writing, and stays registered until
   ``closing``. An edge that finds no task waiting sets a ready flag, which

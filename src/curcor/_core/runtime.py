@@ -119,6 +119,16 @@ class Runtime:
         from .mempool import BufferPool
 
         self.sched.mempool = BufferPool(int(getattr(config, "mempool_size", 64 << 20)))
+        self.sysmon: Any = None
+        if getattr(config, "preempt", True):
+            from .sysmon import Sysmon
+
+            self.sysmon = Sysmon(
+                self.sched,
+                int(getattr(config, "preempt_ms", 10)),
+                int(getattr(config, "spare_workers_max", 4)),
+                lambda: self.gcgov.pause_total if self.gcgov is not None else 0.0,
+            )
         self.crash: BaseException | None = None
         # Failed tasks whose handle is held and not yet joined, by id().
         # Lock rule: single dict operations only (atomic), from any worker.
@@ -128,9 +138,6 @@ class Runtime:
         self.draining = False
         self.started_at = time.monotonic()
         self.pool: Any = None
-        self.gc_collections = 0
-        self.gc_pause_total = 0.0
-        self.gc_pause_max = 0.0
         self._gc_started = 0.0
         self._sigints = 0
         self._sigterms = 0
@@ -340,15 +347,20 @@ class Runtime:
 
     # -- garbage collection ---------------------------------------------------
 
+    # The ``gcgov.Governor`` of this run, from ``_gc_begin`` on.
+    gcgov: Any = None
+
     def _gc_callback(self, phase: str, info: dict[str, Any]) -> None:
+        """In ``gc.callbacks``: time each collection, feed it to the governor.
+
+        Runs on whichever thread collects; the interpreter runs one
+        collection at a time (see gcgov.py).
+        """
         if phase == "start":
             self._gc_started = time.perf_counter()
-        else:
-            pause = time.perf_counter() - self._gc_started
-            self.gc_collections += 1
-            self.gc_pause_total += pause
-            if pause > self.gc_pause_max:
-                self.gc_pause_max = pause
+            return
+        pause = time.perf_counter() - self._gc_started
+        self.gcgov.collection(info["generation"], info["collected"], pause)
 
 
 def _trim_runtime_frames(exc: BaseException) -> None:
@@ -487,6 +499,8 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
         coro.close()
         raise
     _apply_log_level(rt.config)
+    if rt.sysmon is not None:
+        rt.sysmon.start()
     line = f"curcor: scheduler booted on {sched.n} OS threads"
     if announce:
         sys.stderr.write(line + "\n")
@@ -534,6 +548,8 @@ def _apply_log_level(config: Any) -> None:
 def _stop_all(rt: Runtime) -> None:
     sched = rt.sched
     sched.stop()
+    if rt.sysmon is not None:
+        rt.sysmon.stop()
     grace = float(getattr(rt.config, "shutdown_grace", 5.0))
     for w in sched.workers[1:]:
         if w.thread is not None:
@@ -587,37 +603,40 @@ def _outcome(rt: Runtime, main: Task) -> Any:
 
 
 def _gc_begin(rt: Runtime) -> Any:
-    gc.callbacks.append(rt._gc_callback)
+    """Boot: start the GC governor in the configured mode (docs/gc.md)."""
+    from .gcgov import Governor
+
     mode = getattr(rt.config, "gc", "governed")
     saved = (gc.isenabled(), gc.get_threshold())
+    rt.gcgov = Governor(mode == "governed", saved[1], GOVERNED_GEN0)
+    gc.callbacks.append(rt._gc_callback)
     if mode == "off":
         gc.disable()
     elif mode == "governed":
-        # The first cut of the governor: start-up objects leave the
-        # collector's way, and young collections happen less often while
-        # tasks are spawned in bursts. Thresholds: see docs/gc.md.
+        # Start-up objects leave the collector's way; the governor then
+        # adapts the young thresholds to what collections reclaim.
         gc.freeze()
-        t0, t1, t2 = gc.get_threshold()
-        gc.set_threshold(max(t0, GOVERNED_GEN0), t1, t2)
+        rt.gcgov.start()
     return saved
 
 
-# Gen-0 threshold while governed. Chosen by measurement (benchmarks/ spawn
-# 1M): see docs/gc.md.
+# The governor's floor: generation 0's threshold while governed and no burst
+# is under way. Chosen by measurement (benchmarks/ spawn 1M): see docs/gc.md.
 GOVERNED_GEN0 = 50_000
 
 
 def _gc_end(rt: Runtime, saved: Any) -> None:
+    """Shutdown: stop the governor first, then restore the collector."""
+    try:
+        gc.callbacks.remove(rt._gc_callback)
+    except ValueError:
+        pass
     enabled, threshold = saved
     gc.set_threshold(*threshold)
     if enabled:
         gc.enable()
     if getattr(rt.config, "gc", "governed") == "governed":
         gc.unfreeze()
-    try:
-        gc.callbacks.remove(rt._gc_callback)
-    except ValueError:
-        pass
 
 
 # -- the API the public modules wrap ------------------------------------------
@@ -763,15 +782,49 @@ def snapshot(rt: Runtime | None) -> Any:
         timers_pending=len(sched.timers.heap),
         timers_fired=sched.timers.fired,
         netpoll_waits=sched.poller.waits,
+        **_preempt_figures(rt),
         thread_calls_in_flight=sched.thread_work,
         pool_hits=sched.mempool.hits,
         pool_misses=sched.mempool.misses,
         pool_bytes=sched.mempool.pooled,
         pool_bytes_lent=sched.mempool.lent,
-        gc_collections=rt.gc_collections,
-        gc_pause_total=rt.gc_pause_total,
-        gc_pause_max=rt.gc_pause_max,
+        pool_capacity=sched.mempool.capacity,
+        task_records_free=sum(len(w.free) for w in sched.workers),
+        task_record_hits=sum(w.record_hits for w in sched.workers),
+        task_record_misses=sum(w.record_misses for w in sched.workers),
+        **_gc_figures(rt.gcgov, getattr(rt.config, "gc", "governed")),
     )
+
+
+def _preempt_figures(rt: Runtime) -> dict[str, Any]:
+    """The ``Stats`` fields sysmon reports (zeros when preemption is off)."""
+    mon = rt.sysmon
+    if mon is None:
+        return {}
+    return {
+        "stuck_steps": mon.stuck_steps,
+        "stuck_sites": tuple(sorted(mon.sites.items())),
+        "spare_workers": sum(1 for w in rt.sched.workers if w.spare and not w.retired),
+        "spare_workers_started": mon.spares_started,
+        "spare_workers_max": mon.spare_max,
+    }
+
+
+def _gc_figures(gov: Any, mode: str) -> dict[str, Any]:
+    """The ``Stats`` fields the GC governor reports (zeros before boot)."""
+    if gov is None:
+        return {"gc_mode": mode}
+    return {
+        "gc_mode": mode,
+        "gc_collections": gov.collections,
+        "gc_pause_total": gov.pause_total,
+        "gc_pause_max": gov.pause_max,
+        "gc_collections_by_generation": tuple(gov.by_generation),
+        "gc_collected": gov.collected,
+        "gc_threshold0": gov.threshold,
+        "gc_threshold1": gov.middle,
+        "gc_adjustments": gov.adjustments,
+    }
 
 
 def stats() -> Any:

@@ -17,8 +17,13 @@ Terms
 - park: an idle worker blocks on its own lock until woken.
 - poller: the one idle worker that blocks in the netpoller (``poller.py``)
   with a timeout up to the next timer, instead of on its lock.
-- sysmon: the monitor thread (preemption, stats sampling); arrives with the
-  preemption work and will read ``Worker.step_started``.
+- sysmon: the monitor thread (``sysmon.py``): it notices a worker stuck in
+  one step (a CPU hog, a blocking call), hands its queue to the others and,
+  when every worker is stuck, starts a spare worker.
+- stuck: a worker whose current step has run longer than ``preempt_ms``. It
+  counts as neither running nor idle.
+- spare: an extra worker sysmon starts while every worker is stuck; it
+  retires once no worker is stuck and it finds no work.
 
 The problem
 -----------
@@ -78,6 +83,14 @@ The wait protocol (how a task blocks and is woken; numbered as used)
 Lock order: cancel lock -> an object's lock -> a stripe lock -> the
 scheduler lock -> the timer lock (a leaf: nothing is taken while it is
 held). Nothing takes a lock to the left of one it holds.
+
+Preemption (sysmon.py has the details)
+--------------------------------------
+A step cannot be interrupted, so preemption is a hand-off: sysmon moves the
+stuck worker's queue to the global queue and gets an idle worker (or a new
+spare) to take it, and that worker takes over polling and timers too. For
+that, every count below of "workers running tasks" leaves stuck workers out:
+``total - len(idle) - stuck``.
 
 Idle protocol
 -------------
@@ -228,8 +241,16 @@ class Worker:
         self.handoffs = 0
         self.spawned = 0
         self.finished = 0
+        self.record_hits = 0  # spawns that took a record from ``free``
+        self.record_misses = 0  # spawns that made a new record
         self.step_started = 0.0  # for sysmon: when the running step began
         self.io_budget = IO_BUDGET  # see IO_BUDGET; spent by curcor.net
+        # Written by sysmon with the scheduler lock held; see sysmon.py.
+        self.stuck = False
+        self.spare = False  # started by sysmon; retires when not needed
+        self.retired = False
+        self.ident = 0  # the thread's ident while it runs (stacks for sysmon)
+        self.native_id = 0  # its kernel thread id (sysmon reads /proc)
         # Guarded by the scheduler lock: whether this worker is parked.
         self.park_lock = threading.Lock()
         self.park_lock.acquire()
@@ -263,7 +284,12 @@ class Worker:
         group attaches its scope there, before any worker can run it).
         """
         free = self.free
-        task = free.pop() if free else Task()
+        if free:
+            task = free.pop()
+            self.record_hits += 1
+        else:
+            task = Task()
+            self.record_misses += 1
         task.coro = coro
         task._name = name
         tid = self.id_next
@@ -303,6 +329,8 @@ class Worker:
         import contextvars
 
         _tls.worker = self
+        self.ident = threading.get_ident()
+        self.native_id = threading.get_native_id()
         try:
             while not self.sched.stopping:
                 base = self.base = contextvars.Context()
@@ -340,13 +368,12 @@ class Worker:
                     if task is None:
                         return True
             steps += 1
-            if not steps & TICK_MASK:
-                self.steps = steps
-                if sched.has_outside_work():
-                    self._tick(task)
-                    if sched.stopping:
-                        return True  # tasks still queued are abandoned
-                    continue
+            self.steps = steps  # sysmon tells a long step by this not moving
+            if not steps & TICK_MASK and sched.has_outside_work():
+                self._tick(task)
+                if sched.stopping:
+                    return True  # tasks still queued are abandoned
+                continue
 
             # Stage 2: step it.
             self.current = task
@@ -494,10 +521,14 @@ class Worker:
                 return task
 
             # Steal half of another worker's queue.
-            if sched.n > 1:
+            if len(sched.workers) > 1:
                 task = self._steal()
                 if task is not None:
                     return task
+
+            # A spare with nothing to do retires once no worker is stuck.
+            if self.spare and sched.retire(self):
+                return None
 
             # Nothing anywhere: park (or poll) until woken.
             sched.idle_wait(self)
@@ -561,6 +592,11 @@ class Scheduler:
         self.draining = False  # main has returned; the rest are cancelled
         self.mempool: Any = None  # the runtime's BufferPool, set at boot
         self.workers = [Worker(self, i) for i in range(n)]
+        # Guarded by ``lock``: worker threads alive (n plus live spares) and
+        # how many of them sysmon marked stuck. See "Preemption".
+        self.total = n
+        self.stuck = 0
+        self.start_spare: Any = None  # set by sysmon: start a spare worker
         if seed is not None:
             import random
 
@@ -633,7 +669,7 @@ class Scheduler:
         if self.gq:
             with self.lock:
                 # Take a fair share so other workers get some too.
-                share = len(self.gq) // max(1, self.n - len(self.idle)) + 1
+                share = len(self.gq) // max(1, self.running()) + 1
                 for _ in range(min(share, len(self.gq))):
                     task = self.gq.popleft()
                     task._state = RUNNABLE
@@ -710,12 +746,6 @@ class Scheduler:
         else:
             self.push_global(task)
 
-    def spawn_record(self, w: Worker | None) -> Task:
-        """A task record from ``w``'s free list, or a new one."""
-        if w is not None and w.free:
-            return w.free.pop()
-        return Task()
-
     # -- parking --------------------------------------------------------------
 
     def wake_one(self) -> None:
@@ -730,7 +760,7 @@ class Scheduler:
             if self.polling is not None:
                 self._notify_poller()
                 return
-            if len(self.idle) < self.n:
+            if self.running() > 0:
                 return  # a worker is running: it sees the work at its tick
         for i, w in enumerate(self.idle):
             if w is not self.polling:
@@ -778,12 +808,16 @@ class Scheduler:
         """Park ``w`` (or poll) until there may be work; see "Idle protocol"."""
         timeout: float | None = None
         with self.lock:
+            if w.stuck:
+                self.unstick(w)  # its long step ended before sysmon looked
             if self.gq or self.sigq or self.stopping:
                 return
+            if w.spare and not self.stuck:
+                return  # not needed any more: back to _find_task to retire
             self.idle.append(w)
             w.parks += 1
             # Every worker idle means every task is blocked.
-            all_idle = len(self.idle) == self.n and self.on_all_blocked is not None
+            all_idle = len(self.idle) == self.total and self.on_all_blocked is not None
             if all_idle and self.on_all_blocked(w):
                 if w in self.idle:
                     self.idle.remove(w)
@@ -791,7 +825,7 @@ class Scheduler:
             # GIL builds: while another worker runs tasks (and polls at its
             # ticks), an idle worker parks instead of polling, so I/O wakes
             # land on one worker rather than two fighting for the GIL.
-            poll = self.polling is None and (self.spread or len(self.idle) == self.n)
+            poll = self.polling is None and (self.spread or self.running() == 0)
             if poll:
                 self.polling = w
                 self.poller_notified = False
@@ -817,6 +851,42 @@ class Scheduler:
                     self.idle.remove(w)
         else:
             w.park_lock.acquire()
+
+    def unstick(self, w: Worker) -> None:
+        """Called with ``lock`` held: ``w``'s long step ended. Once no worker
+        is stuck, idle spares are woken so that they retire."""
+        if not w.stuck:
+            return
+        w.stuck = False
+        self.stuck -= 1
+        if self.stuck:
+            return
+        for i in range(len(self.idle) - 1, -1, -1):
+            spare = self.idle[i]
+            if spare.spare and spare is not self.polling:
+                del self.idle[i]
+                spare.park_lock.release()
+        if self.polling is not None and self.polling.spare:
+            self._notify_poller()
+
+    def running(self) -> int:
+        """Called with ``lock`` held (or racy): workers running tasks now."""
+        return self.total - len(self.idle) - self.stuck
+
+    def retire(self, w: Worker) -> bool:
+        """A spare found no work: True (it leaves its loop) when no worker
+        is stuck any more, so it is not needed."""
+        with self.lock:
+            if self.stuck or self.gq or w.local or w.runnext is not None:
+                return False
+            w.retired = True
+            self.total -= 1
+            # It may have been the poller: if nobody else runs tasks, a
+            # parked worker must take that role, or timers and I/O would
+            # wait for ever.
+            if self.polling is None and self.running() == 0:
+                self.wake_one()
+            return True
 
     def foreign_wakers_possible(self) -> bool:
         """A live non-daemon thread we did not start may call from_thread.
