@@ -700,8 +700,70 @@ def test_response_bodies_are_checked_when_made():
         h.Response(101)
 
 
-def test_the_client_refuses_https_and_relative_urls_without_a_base():
-    with pytest.raises(ValueError, match="https is not supported yet"):
-        h.Client(base_url="https://example.org")
+def test_the_client_refuses_other_schemes_and_relative_urls_without_a_base():
+    with pytest.raises(ValueError, match="not an http:// or https:// URL"):
+        h.Client(base_url="ftp://example.org")
     with pytest.raises(ValueError, match="no base_url"):
         h.Client()._resolve("/x", None)
+
+
+# -- responses framed by the server itself (bytes bodies) ---------------------------
+
+
+def _fields(raw: bytes) -> dict[bytes, bytes]:
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    pairs = (line.split(b":", 1) for line in head.split(b"\r\n")[1:])
+    return {name.strip().lower(): value.strip() for name, value in pairs}
+
+
+@real
+async def test_an_http10_request_gets_its_response_then_a_close():
+    async with serving() as port:
+        raw = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
+    assert status_of(raw) == 200
+    assert _fields(raw)[b"connection"] == b"close"
+    assert raw.endswith(b"\r\n\r\nhello")
+
+
+@real
+async def test_a_request_asking_to_close_is_answered_and_closed():
+    async with serving() as port:
+        raw = await exchange(
+            port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+    assert _fields(raw)[b"connection"] == b"close"
+    assert raw.count(b"HTTP/1.1 ") == 1 and raw.endswith(b"hello")
+
+
+@real
+async def test_a_header_value_with_a_line_break_gets_500_not_an_injected_field(caplog):
+    async def injecting(request: h.Request) -> h.Response:
+        return h.Response(200, {"x-note": "a\r\nset-cookie: evil=1"}, b"body")
+
+    async with serving(injecting) as port:
+        raw = await exchange(port, GET)
+    assert status_of(raw) == 500
+    assert b"\r\nset-cookie" not in raw.lower()
+    assert "invalid response header" in caplog.text
+
+
+@real
+async def test_content_length_is_the_servers_and_204_carries_none():
+    async def lying(request: h.Request) -> h.Response:
+        if request.path == "/empty":
+            return h.Response(204, {"content-length": "9"}, b"")
+        return h.Response(200, {"Content-Length": "99", "X-A": "1"}, b"hi")
+
+    async with serving(lying) as port:
+        raw = await exchange(
+            port,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /empty HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    first, second = raw.split(b"HTTP/1.1 ")[1:]
+    assert _fields(b"HTTP/1.1 " + first)[b"content-length"] == b"2"
+    assert _fields(b"HTTP/1.1 " + first)[b"x-a"] == b"1"
+    assert first.endswith(b"\r\n\r\nhi")
+    assert second.startswith(b"204 ")
+    assert b"content-length" not in second.lower()
+    assert second.endswith(b"\r\n\r\n")

@@ -161,6 +161,13 @@ class TLSSocket:
         """Close the connection (without a TLS close_notify)."""
         self.socket.close()
 
+    def shutdown(self, how: int) -> None:
+        """Half-close the TCP connection underneath (``socket.SHUT_WR``: send
+        no more), without a TLS close_notify: what was sent before stays
+        readable by the peer, which then sees the end of the stream. Used by
+        the HTTP server to linger after an error response."""
+        self.socket.shutdown(how)
+
     def getpeername(self) -> Any:
         """The remote address."""
         return self.socket.getpeername()
