@@ -182,7 +182,7 @@ def unwrapped(text: str) -> str:
 
 def test_keys_not_built_yet_say_so_wherever_they_are_described(tmp_path):
     pending = [key for key in KEYS.values() if getattr(key, "pending", None)]
-    assert {key.name for key in pending} >= {"preempt", "preempt_ms"}
+    assert {key.name for key in pending} >= {"trace", "control"}
     helptext = unwrapped(curcor("run", "--help", cwd=tmp_path).stdout)
     curcor("init", "app", cwd=tmp_path)
     template = (tmp_path / "app" / "curcor.toml").read_text()
@@ -395,6 +395,106 @@ def test_env_json_maps_each_key_to_value_and_source(tmp_path):
     assert document["keys"]["mempool_size"]["value"] == 64 << 20
     assert document["keys"]["scheduler"]["resolved"] == resolve_backend("auto")
     assert list(document["keys"]) == list(KEYS)
+
+
+# -- the kind of build, in env and doctor ----------------------------------------------
+
+# (Py_GIL_DISABLED, sys._is_gil_enabled()) -> what env and doctor call it.
+BUILDS = [
+    (0, True, "GIL build"),
+    (1, False, "free-threaded build, GIL disabled"),
+    (1, True, "free-threaded build, GIL re-enabled"),
+]
+
+
+def fake_build(monkeypatch, gil_disabled: int, enabled: bool | None) -> None:
+    """Make this interpreter look like the given build (None: before 3.13)."""
+    import sysconfig
+
+    real = sysconfig.get_config_var
+
+    def get_config_var(name):
+        return gil_disabled if name == "Py_GIL_DISABLED" else real(name)
+
+    monkeypatch.setattr(sysconfig, "get_config_var", get_config_var)
+    if enabled is None:
+        monkeypatch.delattr(sys, "_is_gil_enabled", raising=False)
+    else:
+        monkeypatch.setattr(sys, "_is_gil_enabled", lambda: enabled, raising=False)
+
+
+@pytest.mark.parametrize(("gil_disabled", "enabled", "build"), BUILDS)
+def test_env_names_the_build_in_text_and_json(
+    tmp_path, monkeypatch, gil_disabled, enabled, build
+):
+    from curcor.cli import env
+
+    fake_build(monkeypatch, gil_disabled, enabled)
+    config = load_config(root=tmp_path, env={})
+    version = ".".join(map(str, sys.version_info[:3]))
+    text = env.render_text(config, str(tmp_path))
+    assert text.splitlines()[0] == f"# python: {version}, {build}"
+    tomllib.loads(text)  # the comment keeps the text valid TOML
+    python = json.loads(env.render_json(config, str(tmp_path)))["python"]
+    assert python["build"] == build
+    assert python["free_threaded"] is bool(gil_disabled)
+    assert python["gil_enabled"] is enabled
+    assert python["version"] == version
+
+
+@pytest.mark.parametrize(
+    ("gil_disabled", "enabled", "status", "detail"),
+    [
+        (0, True, "OK", "GIL build: workers take turns running Python code"),
+        (
+            1,
+            False,
+            "OK",
+            "free-threaded build, GIL disabled: tasks on different workers "
+            "run in parallel",
+        ),
+        (1, True, "WARN", "free-threaded build, GIL re-enabled by an extension"),
+    ],
+)
+def test_doctor_gil_row_tells_the_three_builds_apart(
+    monkeypatch, gil_disabled, enabled, status, detail
+):
+    monkeypatch.delenv("PYTHON_GIL", raising=False)
+    fake_build(monkeypatch, gil_disabled, enabled)
+    [row] = doctor.check_gil()
+    assert row[:2] == ("gil", status)
+    assert row[2].startswith(detail), row[2]
+
+
+def test_doctor_gil_row_names_python_gil_1_as_the_cause(monkeypatch):
+    monkeypatch.setenv("PYTHON_GIL", "1")
+    fake_build(monkeypatch, 1, True)
+    [row] = doctor.check_gil()
+    assert row == (
+        "gil",
+        "WARN",
+        "free-threaded build, GIL re-enabled by PYTHON_GIL=1; tasks on different "
+        "workers take turns as on a GIL build",
+    )
+
+
+def test_a_python_without_is_gil_enabled_counts_as_having_the_gil(monkeypatch):
+    from curcor.cli import _gil
+
+    fake_build(monkeypatch, 0, None)
+    assert _gil.gil_status() == (False, True)
+
+
+def test_env_and_doctor_report_this_interpreters_real_build(tmp_path):
+    import sysconfig
+
+    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    python = json.loads(curcor("env", "--json", cwd=tmp_path).stdout)["python"]
+    assert python["free_threaded"] is free_threaded
+    assert python["executable"] == sys.executable
+    table = curcor("doctor", cwd=tmp_path).stdout
+    rows = {row[0]: row[1:] for row in doctor_rows(table)}
+    assert rows["gil"][1].startswith(python["build"])
 
 
 # -- init ------------------------------------------------------------------------------

@@ -261,3 +261,27 @@ def test_an_idle_runtime_uses_almost_no_cpu():
 
     used = curcor.run(main(), config=config(2))
     assert used < 0.05, f"{used:.3f} s of CPU in 1 s of idle"
+
+
+def test_the_switch_interval_is_short_only_while_a_worker_is_stuck():
+    import sys
+
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+
+    async def main() -> None:
+        async def look() -> None:
+            seen.append(sys.getswitchinterval())
+
+        async def blocker() -> None:
+            curcor.go(look())  # runs on another worker, during the block
+            time.sleep(BLOCK)
+
+        await curcor.go(blocker()).join()
+        await curcor.sleep(0.05)  # sysmon sees the step end
+        seen.append(sys.getswitchinterval())
+
+    curcor.run(main(), config=config(2))
+    assert seen[0] < before
+    assert seen[1] == before
+    assert sys.getswitchinterval() == before

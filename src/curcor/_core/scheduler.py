@@ -596,6 +596,9 @@ class Scheduler:
         # how many of them sysmon marked stuck. See "Preemption".
         self.total = n
         self.stuck = 0
+        # The interpreter's switch interval before sysmon shortened it (see
+        # sysmon.py, "The interpreter's turns"); None while none is stuck.
+        self.saved_switch: float | None = None
         self.start_spare: Any = None  # set by sysmon: start a spare worker
         if seed is not None:
             import random
@@ -861,6 +864,9 @@ class Scheduler:
         self.stuck -= 1
         if self.stuck:
             return
+        if self.saved_switch is not None:
+            sys.setswitchinterval(self.saved_switch)
+            self.saved_switch = None
         for i in range(len(self.idle) - 1, -1, -1):
             spare = self.idle[i]
             if spare.spare and spare is not self.polling:

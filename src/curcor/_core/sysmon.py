@@ -46,6 +46,14 @@ stuck. Once stuck, sysmon, under the scheduler lock:
 When the stuck step ends the counter moves: sysmon clears the mark, and once
 no worker is stuck, idle spares are woken to retire (``Scheduler.retire``).
 
+The interpreter's turns
+-----------------------
+Under the GIL the workers that took the queue over, sysmon itself and a
+hog take turns at the interpreter every ``sys.getswitchinterval()`` (5 ms
+by default), so each hand-off costs a few turns. While any worker is stuck,
+sysmon shortens the interval to ``STUCK_SWITCH_INTERVAL`` and puts the old
+value back when none is (or at shutdown).
+
 The first time a step from a given place (file and line of the innermost
 frame outside curcor, read from the stuck thread's stack) is found stuck,
 sysmon logs one warning naming the task and the place; later ones from the
@@ -81,6 +89,9 @@ if TYPE_CHECKING:
 TICK = 0.002
 # The longest interval when nothing runs (idle back-off).
 TICK_IDLE_MAX = 0.25
+# The switch interval while a worker is stuck (see "The interpreter's turns").
+STUCK_SWITCH_INTERVAL = 0.001
+
 # A step waiting in a futex (a lock, or the GIL) is stuck only after this many
 # times preempt_ms: GIL waits last a few switch intervals (5 ms each).
 LOCK_WAIT_FACTOR = 5
@@ -122,7 +133,8 @@ class Sysmon:
         self.sites: dict[tuple[str, int], int] = {}  # (file, line) -> count
         # Per worker: its step count, and the time, GC pause total and the
         # thread's CPU time when that count was first seen.
-        self._seen: dict[Worker, tuple[int, float, float, float | None]] = {}
+        # (and how long sysmon had been starved of the GIL by then).
+        self._seen: dict[Worker, tuple[int, float, float, float | None, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,11 +152,16 @@ class Sysmon:
         self._thread = t
 
     def stop(self) -> None:
-        """Stop and join the thread (idempotent)."""
+        """Stop and join the thread (idempotent); restore the switch interval."""
         self._stop.set()
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout=5)
+        sched = self.sched
+        with sched.lock:
+            if sched.saved_switch is not None:
+                sys.setswitchinterval(sched.saved_switch)
+                sched.saved_switch = None
 
     def _run(self) -> None:
         interval = TICK
@@ -169,12 +186,13 @@ class Sysmon:
         """Look at every worker once; True if any was running tasks."""
         sched = self.sched
         busy = False
-        paused = self.gc_paused() + self.starved
+        paused = self.gc_paused()
+        starved = self.starved
         for w in list(sched.workers):
             steps = w.steps
             seen = self._seen.get(w)
             if seen is None or seen[0] != steps:
-                self._seen[w] = (steps, now, paused, _cpu_time(w))
+                self._seen[w] = (steps, now, paused, _cpu_time(w), starved)
                 if w.stuck:
                     self._unstick(w)
                 if seen is not None:
@@ -189,9 +207,13 @@ class Sysmon:
         return busy
 
     def _is_stuck(self, w: Worker, seen: Any, ran: float) -> bool:
-        """Whether ``w``'s long step holds its worker (see "The rule")."""
+        """Whether ``w``'s long step holds its worker (see "The rule"). For a
+        thread that waits, time sysmon itself could not run (someone held
+        the GIL) does not count: it waited for the same interpreter."""
         kind = self._kind(w, seen[3], ran)
-        return kind != "wait" or ran >= LOCK_WAIT_FACTOR * self.limit
+        if kind != "wait":
+            return True
+        return ran - (self.starved - seen[4]) >= LOCK_WAIT_FACTOR * self.limit
 
     def _kind(self, w: Worker, cpu_then: float | None, ran: float) -> str:
         """ "cpu", "call" (a blocking system call) or "wait" (a futex)."""
@@ -225,6 +247,9 @@ class Sysmon:
                 return
             w.stuck = True
             sched.stuck += 1
+            if sched.saved_switch is None:
+                sched.saved_switch = sys.getswitchinterval()
+                sys.setswitchinterval(min(sched.saved_switch, STUCK_SWITCH_INTERVAL))
             w.handoffs += 1
             moved = 0
             while True:

@@ -4,7 +4,9 @@ Each check returns rows of (check, status, detail) with status OK, WARN or
 FAIL; the command exits 1 when any row fails. The checks: the interpreter,
 the poller backend, the CURCOR_* variables, the project's config file, the
 CPU quota against maxprocs, the open-file limit, and the integrity of every
-installed distribution against the sha256 hashes of its RECORD.
+installed distribution against the sha256 hashes of its RECORD. A row
+"gil" says whether this is a GIL build or a free-threaded one, and whether
+a free-threaded build runs with its GIL disabled.
 
 A row reflects only its own check: a bad value is reported by the row of
 the source it came from, and a row that needs one key (the backend,
@@ -31,6 +33,7 @@ from curcor._core.config import (
     resolve_backend,
     usable_cpus,
 )
+from curcor.cli import _gil
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,6 +69,22 @@ def check_interpreter() -> Iterator[Row]:
     version = ".".join(map(str, sys.version_info[:3]))
     detail = f"{sys.implementation.name} {version} at {sys.executable}"
     yield ("interpreter", OK, detail)
+
+
+def check_gil() -> Iterator[Row]:
+    """A GIL build, or a free-threaded one; WARN when its GIL came back."""
+    free_threaded, enabled = _gil.gil_status()
+    build = _gil.describe(free_threaded, enabled)
+    if not free_threaded:
+        yield ("gil", OK, f"{build}: workers take turns running Python code")
+    elif not enabled:
+        yield ("gil", OK, f"{build}: tasks on different workers run in parallel")
+    else:
+        detail = (
+            f"{build} {_gil.cause_of_gil()}; tasks on different workers "
+            "take turns as on a GIL build"
+        )
+        yield ("gil", WARN, detail)
 
 
 def _setting(name: str) -> tuple[object, str, str]:
@@ -293,6 +312,7 @@ def _problem_detail(dist, problems: list[str]) -> str:
 
 CHECKS = (
     check_interpreter,
+    check_gil,
     check_backend,
     check_env,
     check_config_file,

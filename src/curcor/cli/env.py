@@ -1,7 +1,9 @@
 """``curcor env``: the effective configuration, each value with its source,
 as ``go env`` shows Go's.
 
-The text form is valid TOML, so a line can be pasted into ``curcor.toml``.
+The text form is valid TOML, so a line can be pasted into ``curcor.toml``;
+comments above the keys name the interpreter (its version, and whether it
+is a GIL or a free-threaded build) and the project root.
 A key whose machinery is not built yet says so beside its source: its value
 is validated and recorded, and has no effect yet.
 """
@@ -20,6 +22,7 @@ from curcor._core.config import (
     load_config,
     resolve_backend,
 )
+from curcor.cli import _gil
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,9 +55,28 @@ def _toml_value(name: str, value: object) -> str:
     return str(value)
 
 
+def describe_python() -> dict[str, object]:
+    """The interpreter running curcor: version, path and kind of build."""
+    import platform
+
+    free_threaded, enabled = _gil.gil_status()
+    return {
+        "version": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "executable": sys.executable,
+        "build": _gil.describe(free_threaded, enabled),
+        "free_threaded": free_threaded,
+        "gil_enabled": enabled,
+    }
+
+
 def render_text(config: Config, root: str | None) -> str:
     """The configuration as TOML lines, each source in a trailing comment."""
-    lines = [f"# root: {root or '(none: no curcor.toml or pyproject.toml found)'}"]
+    python = describe_python()
+    lines = [
+        f"# python: {python['version']}, {python['build']}",
+        f"# root: {root or '(none: no curcor.toml or pyproject.toml found)'}",
+    ]
     pairs = [f"{name} = {_toml_value(name, value)}" for name, value in config]
     width = max(len(pair) for pair in pairs)
     for (name, _), pair in zip(config, pairs, strict=True):
@@ -69,14 +91,15 @@ def render_text(config: Config, root: str | None) -> str:
 
 
 def render_json(config: Config, root: str | None) -> str:
-    """The configuration as JSON: the root, then every key's value and source."""
+    """The configuration as JSON: the interpreter, the root, then every key's
+    value and source."""
     import json
 
     keys = {
         name: {"value": value, "source": config.sources[name]} for name, value in config
     }
     keys["scheduler"]["resolved"] = resolve_backend(config.scheduler)
-    document = {"root": root, "keys": keys}
+    document = {"python": describe_python(), "root": root, "keys": keys}
     return json.dumps(document, indent=2)
 
 
