@@ -663,3 +663,11 @@ def test_docs_table_matches_the_keys():
     for key in KEYS.values():
         row = f"| `{key.name}` | {key.type} | {key.default_text} | {key.meaning} |"
         assert row in text
+
+
+def test_the_thread_pool_default_follows_maxprocs():
+    assert load_config(env={}, flags={"maxprocs": "8"}).to_thread_max == 12
+    assert load_config(env={"CURCOR_MAXPROCS": "1"}, flags={}).to_thread_max == 5
+    assert load_config(env={}, flags={"maxprocs": "64"}).to_thread_max == 32
+    explicit = {"maxprocs": "8", "to_thread_max": "3"}
+    assert load_config(env={}, flags=explicit).to_thread_max == 3

@@ -547,3 +547,20 @@ async def test_a_task_whose_reads_never_wait_still_lets_other_tasks_run():
     assert seen_at and seen_at[0] <= IO_BUDGET
     sock.close()
     b.close()
+
+
+@real
+async def test_try_read_never_waits_and_tells_empty_from_the_end():
+    a, b = stdsocket.socketpair()
+    stream = net.Stream(net.Socket(a))
+    assert stream.try_read() is None  # nothing yet: would wait
+    b.sendall(b"abc")
+    await net.wait_readable(stream.socket.fileno(), stream.socket)
+    assert stream.try_read() == b"abc"
+    b.close()
+    await net.wait_readable(stream.socket.fileno(), stream.socket)
+    assert stream.try_read() == b""  # the end
+    assert await stream.read() == b""
+    stream.close()
+    with pytest.raises(net.ClosedResourceError):
+        stream.socket.try_recv(10)

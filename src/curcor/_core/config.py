@@ -411,9 +411,11 @@ def _parse_path(key: Key, raw: object, origin: _Origin) -> str:
     return path
 
 
-def _cpus_plus_four(cpus: int) -> int:
-    """The default of ``to_thread_max``, as concurrent.futures sizes its pool."""
-    return min(32, cpus + 4)
+def _cpus_plus_four(maxprocs: int) -> int:
+    """The default of ``to_thread_max``: it follows maxprocs, as
+    concurrent.futures follows the CPU count (blocking calls handed to
+    threads grow with the work the workers do)."""
+    return min(32, maxprocs + 4)
 
 
 def _choices_text(choices: tuple[str, ...]) -> str:
@@ -504,7 +506,7 @@ _KEY_LIST = (
         "int >= 1",
         None,
         "Threads in the pool behind curcor.to_thread.",
-        default_text="min(32, usable CPUs + 4)",
+        default_text="min(32, maxprocs + 4)",
         minimum=1,
         noun="an integer",
         allowed=_int_allowed(1),
@@ -703,6 +705,8 @@ def _fill_defaults(
             continue
         if key._compute is None:
             values[key.name] = key.default
+        elif key.name != "maxprocs" and isinstance(values.get("maxprocs"), int):
+            values[key.name] = key._compute(values["maxprocs"])
         else:
             if cpus is None:
                 cpus = default_maxprocs()

@@ -88,7 +88,9 @@ except ImportError as exc:  # pragma: no cover - the http extra is missing
 from .._core.cancel import CancelScope, move_on_after, timeout
 from .._core.group import TASK_STATUS_IGNORED, TaskGroup
 from .._core.runtime import now
+from .._core.scheduler import current_worker
 from .._core.sync import Event
+from .._core.traps import yield_now
 from .stream import Listener, Stream, dial_tcp, listen_tcp
 from .tls import TLSError, TLSSocket
 
@@ -714,15 +716,27 @@ class _ServerConn:
         server, h = self.server, self.h11
         started = now()
 
-        # Idle: wait for the first byte, unless the last read brought some.
+        # Idle: wait for the first byte, unless the last read brought some
+        # or it is there already (no timeout scope needed then).
         if not h.trailing_data[0]:
-            if not server.set_idle(self, True):
-                return None
-            wait = server.header_timeout if first else server.idle_timeout
-            with move_on_after(wait) as idle:
-                data = await self.stream.read()
-            server.set_idle(self, False)
-            if idle.cancelled_caught or not data:
+            data = self.stream.try_read()
+            if data is None and _others_runnable():
+                # Busy: the next request usually arrives while the other
+                # runnable tasks run; one yield costs far less than a wait.
+                await yield_now()
+                data = self.stream.try_read()
+            if data is None:
+                if not server.set_idle(self, True):
+                    return None
+                wait = server.header_timeout if first else server.idle_timeout
+                with move_on_after(wait) as idle:
+                    data = await self.stream.read()
+                server.set_idle(self, False)
+                if idle.cancelled_caught:
+                    return None
+            elif self.idle:
+                server.set_idle(self, False)  # a new connection: now busy
+            if not data:
                 return None
             h.receive_data(data)
             if not first:
@@ -884,15 +898,9 @@ class _ServerConn:
             key = name.lower()
             if key in _FRAMED_FIELDS:
                 continue  # Content-Length is ours; the body is not chunked
-            if not _FIELD_NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
-                raise ValueError(
-                    f"invalid response header {name!r}: {value!r}; names are "
-                    "tokens and values hold no control characters (CR, LF, NUL) "
-                    "nor leading or trailing spaces"
-                )
             have_date = have_date or key == "date"
             have_server = have_server or key == "server"
-            out += b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+            out += _field_line(name, value)
         if status not in _NO_BODY_STATUS:
             out += b"content-length: %d\r\n" % len(body)
         if not have_date:
@@ -1072,10 +1080,52 @@ class _ServerConn:
 
 
 def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
+    """The reason phrase of ``status`` (b"" for a code HTTPStatus lacks)."""
+    reason = _REASONS.get(status)
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase.encode("ascii")
+        except ValueError:
+            reason = b""
+        _REASONS[status] = reason  # at most 400 codes (200-599)
+    return reason
+
+
+_REASONS: dict[int, bytes] = {}
+
+
+def _others_runnable() -> bool:
+    """True when other tasks wait in this worker's run queue."""
+    w = current_worker()
+    return w is not None and bool(w.local)
+
+
+def _field_line(name: str, value: str) -> bytes:
+    """``name: value`` and CRLF, validated; the most recent are cached (an
+    app tends to send the same few fields on every response).
+
+    Raises:
+        ValueError: not a valid field (it could inject another field).
+    """
+    line = _FIELD_LINES.get((name, value))
+    if line is not None:
+        return line
+    if not _FIELD_NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+        raise ValueError(
+            f"invalid response header {name!r}: {value!r}; names are "
+            "tokens and values hold no control characters (CR, LF, NUL) "
+            "nor leading or trailing spaces"
+        )
+    line = b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+    if len(_FIELD_LINES) >= 1024:
+        _FIELD_LINES.clear()  # a crude bound: values that vary are not cached
+    _FIELD_LINES[(name, value)] = line
+    return line
+
+
+# Lock rule: single dict operations (atomic), from any worker; a race can
+# only store an equal line twice.
+_FIELD_LINES: dict[tuple[str, str], bytes] = {}
 
 
 # -- the client ---------------------------------------------------------------------

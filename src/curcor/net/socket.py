@@ -205,6 +205,27 @@ class Socket:
             except (BlockingIOError, InterruptedError):
                 await retry_writable(self._fd, self)
 
+    def try_recv(self, bufsize: int) -> bytes | None:
+        """Receive what is there now, never waiting: bytes (``b""`` at the
+        end of the stream), or None when a read would wait, or when the
+        worker's I/O budget is spent (then ``await recv()``, which yields).
+
+        Not a checkpoint (it never suspends).
+
+        Raises:
+            ClosedResourceError: the socket is closed.
+        """
+        self._check_open()
+        w = worker_and_task("Socket.try_recv()")[0]
+        w.io_budget -= 1
+        if w.io_budget <= 0:
+            w.io_budget = IO_BUDGET
+            return None
+        try:
+            return self._sock.recv(bufsize)
+        except (BlockingIOError, InterruptedError):
+            return None
+
     def try_send(self, data: Any) -> int:
         """Send what the kernel takes now, never waiting; 0 if it would wait.
 

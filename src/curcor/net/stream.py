@@ -132,6 +132,24 @@ class Stream:
         del self._rbuf[:n]
         return data
 
+    def try_read(self) -> bytes | None:
+        """What is buffered or arrived already, never waiting: bytes
+        (``b""`` at the end), or None when a read would wait (then ``await
+        read()``). Not a checkpoint."""
+        if self._rbuf:
+            data = bytes(self._rbuf)
+            self._rbuf.clear()
+            return data
+        if self._eof:
+            return b""
+        try_recv = getattr(self.socket, "try_recv", None)
+        if try_recv is None:
+            return None
+        data = try_recv(READ_SIZE)
+        if data == b"":
+            self._eof = True
+        return data
+
     async def read_exactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes.
 
