@@ -120,6 +120,9 @@ class Task:
     async def join(self) -> Any:
         """Wait for the task to finish and return its value.
 
+        (``runtime.py`` installs ``join_task`` in this method's place, one
+        coroutine frame instead of two; this body is the same operation.)
+
         Raises:
             The task's exception, or ``Cancelled`` if it was cancelled.
         """
