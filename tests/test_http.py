@@ -767,3 +767,87 @@ async def test_content_length_is_the_servers_and_204_carries_none():
     assert second.startswith(b"204 ")
     assert b"content-length" not in second.lower()
     assert second.endswith(b"\r\n\r\n")
+
+
+@real
+async def test_versions_other_than_1_0_and_1_1_get_505():
+    async with serving() as port:
+        raw = await exchange(port, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert status_of(raw) == 505
+
+
+@real
+async def test_a_request_with_two_framings_gets_400():
+    async with serving() as port:
+        raw = await exchange(
+            port,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        )
+    assert status_of(raw) == 400
+    assert b"Transfer-Encoding" in raw
+
+
+@real
+async def test_a_streamed_chunk_that_is_not_bytes_cuts_the_body_short(caplog):
+    async def bad(request: h.Request) -> h.Response:
+        async def parts() -> AsyncIterator[object]:
+            yield "a"
+            yield 42
+
+        return h.Response(body=parts())
+
+    async with serving(bad) as port:
+        raw = await exchange(port, GET)
+    assert b"\x00" not in raw
+    assert not raw.endswith(b"0\r\n\r\n")  # no clean end: the body is cut
+    assert "bytes or str chunks" in caplog.text
+
+
+@real
+async def test_the_client_enforces_max_header_bytes_on_a_head_read_at_once():
+    big = b"x" * 5000
+
+    async def handler(stream: net.Stream) -> None:
+        await stream.read_until(b"\r\n\r\n")
+        stream.write(
+            b"HTTP/1.1 200 OK\r\nX-Big: " + big + b"\r\nContent-Length: 0\r\n\r\n"
+        )
+        await stream.drain()
+        await stream.read()
+
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(net.serve_tcp, handler)
+        async with h.Client(max_header_bytes=1024) as c:
+            with pytest.raises(h.ProtocolError, match="max_header_bytes"):
+                await c.get(f"http://127.0.0.1:{port}/")
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"timeout": "5"}, TypeError),
+        ({"timeout": -1}, ValueError),
+        ({"max_body_bytes": -5}, ValueError),
+        ({"max_idle_per_host": -1}, ValueError),
+        ({"max_header_bytes": 0}, ValueError),
+    ],
+)
+def test_client_arguments_are_checked_when_it_is_made(kwargs, error):
+    with pytest.raises(error, match="Client: "):
+        h.Client(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_header_bytes": 0}, ValueError),
+        ({"max_body_bytes": -1}, ValueError),
+        ({"idle_timeout": "5"}, TypeError),
+        ({"header_timeout": -1}, ValueError),
+    ],
+)
+async def test_serve_http_arguments_are_checked_before_it_listens(kwargs, error):
+    with pytest.raises(error, match="serve_http: "):
+        await h.serve_http(app, **kwargs)

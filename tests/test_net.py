@@ -564,3 +564,16 @@ async def test_try_read_never_waits_and_tells_empty_from_the_end():
     stream.close()
     with pytest.raises(net.ClosedResourceError):
         stream.socket.try_recv(10)
+
+
+@pytest.mark.parametrize("port", [65536, 99999, -1, "70000"])
+async def test_a_port_outside_0_to_65535_is_refused_not_wrapped(port):
+    with pytest.raises(ValueError, match="out of range: use 0 to 65535"):
+        await net.listen_tcp("127.0.0.1", port)
+    with pytest.raises(ValueError, match="out of range"):
+        await net.dial_tcp("127.0.0.1", port)
+
+
+async def test_a_port_of_the_wrong_type_is_refused():
+    with pytest.raises(TypeError, match="port must be an int"):
+        await net.listen_tcp("127.0.0.1", 80.5)

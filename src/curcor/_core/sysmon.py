@@ -198,9 +198,11 @@ class Sysmon:
                 if seen is not None:
                     busy = True
                 continue
-            if w.current is None or w.retired or w in sched.idle:
-                continue  # between steps, gone, or idle: not a long step
+            if w.retired or w in sched.idle:
+                continue  # gone or idle: not a long step
             busy = True
+            if not _in_step(w.current):
+                continue  # in the scheduler's own code, not in a task's step
             ran = now - seen[1] - (paused - seen[2])
             if not w.stuck and ran >= self.limit and self._is_stuck(w, seen, ran):
                 self._stick(w, ran)
@@ -251,14 +253,9 @@ class Sysmon:
                 sched.saved_switch = sys.getswitchinterval()
                 sys.setswitchinterval(min(sched.saved_switch, STUCK_SWITCH_INTERVAL))
             w.handoffs += 1
-            moved = 0
-            while True:
-                try:
-                    queued = w.local.popleft()
-                except IndexError:
-                    break
-                sched.gq.append(queued)
-                moved += 1
+            # Its queue is not moved here (a long queue moved under this
+            # lock held every other worker up): the worker woken below, and
+            # any worker that runs out of work, steals from it.
             if sched.running() == 0:
                 if len(sched.idle) > 0:
                     sched.wake_one()
@@ -335,6 +332,17 @@ class Sysmon:
         )
 
 
+def _in_step(task: Any) -> bool:
+    """True while ``task``'s coroutine is executing (a step in progress)."""
+    if task is None:
+        return False
+    coro = task.coro
+    running = getattr(coro, "cr_running", None)
+    if running is None:
+        running = getattr(coro, "gi_running", False)
+    return bool(running)
+
+
 def _cpu_time(w: Worker) -> float | None:
     """CPU seconds the worker's thread has used, or None if unknown."""
     try:
@@ -344,14 +352,34 @@ def _cpu_time(w: Worker) -> float | None:
 
 
 def _blocking_site(ident: int) -> tuple[str, int]:
-    """(file, line) of the innermost frame outside curcor on thread ``ident``."""
+    """(file, line) on thread ``ident`` where the application blocked: the
+    innermost frame of the application's own code (outside curcor, the
+    standard library and installed packages: a ``time.sleep`` called from
+    ``app.py:12`` is reported there, not inside threading.py), else the
+    innermost frame outside curcor."""
     frame = sys._current_frames().get(ident)
-    innermost: tuple[str, int] | None = None
+    fallback: tuple[str, int] | None = None
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_CURCOR_DIR):
-            return filename, frame.f_lineno
-        if innermost is None:
-            innermost = (filename, frame.f_lineno)
+            site = (filename, frame.f_lineno or 0)
+            if not filename.startswith(_library_dirs()):
+                return site
+            fallback = fallback or site
         frame = frame.f_back
-    return innermost or ("<unknown>", 0)
+    return fallback or ("<unknown>", 0)
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Where code that is not the application's lives (cached)."""
+    global _LIBRARY_DIRS
+    if _LIBRARY_DIRS is None:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        _LIBRARY_DIRS = ("<frozen", *sorted(d for d in dirs if d))
+    return _LIBRARY_DIRS
+
+
+_LIBRARY_DIRS: tuple[str, ...] | None = None

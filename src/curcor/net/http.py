@@ -532,8 +532,12 @@ async def serve_http(
         ("idle_timeout", idle_timeout),
         ("shutdown_grace", shutdown_grace),
     ):
-        if not value >= 0:
-            raise ValueError(f"{name} must be 0 or more seconds, not {value!r}")
+        _check_seconds("serve_http", name, value)
+    for name, value in (
+        ("max_header_bytes", max_header_bytes),
+        ("max_body_bytes", max_body_bytes),
+    ):
+        _check_size("serve_http", name, value, 1)
     server = _Server(
         app,
         max_header_bytes=max_header_bytes,
@@ -822,6 +826,15 @@ class _ServerConn:
         if head.length is not None and head.length > server.max_body_bytes:
             await self._refuse(413, f"request body over {server.max_body_bytes} bytes")
             return False
+        if event.http_version not in (b"1.1", b"1.0"):
+            version = event.http_version.decode("ascii", "replace")
+            await self._refuse(505, f"HTTP/{version} is not served; use HTTP/1.1")
+            return False
+        if head.chunked and head.length is not None:
+            # Two framings at once: the pattern of request smuggling, where
+            # a proxy in front may have read the body the other way.
+            await self._refuse(400, "both Content-Length and Transfer-Encoding")
+            return False
 
         # The app.
         request = Request(self, event, head.headers)
@@ -985,10 +998,9 @@ class _ServerConn:
             await self._flush()
             try:
                 async for chunk in body:
-                    if isinstance(chunk, str):
-                        chunk = chunk.encode("utf-8")
+                    chunk = _chunk_bytes(chunk)
                     if chunk:
-                        await self._put(h11.Data(data=bytes(chunk)))
+                        await self._put(h11.Data(data=chunk))
                         await self._flush()
             except HTTPError:
                 return False  # the client stalled or overran while it streamed
@@ -1092,6 +1104,40 @@ def _reason(status: int) -> bytes:
 
 
 _REASONS: dict[int, bytes] = {}
+
+
+def _check_seconds(api: str, name: str, value: Any) -> None:
+    """Refuse a duration that is not a number of seconds >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{api}: {name} must be a number of seconds, not {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{api}: {name} must be 0 or more seconds, not {value!r}")
+
+
+def _check_size(api: str, name: str, value: Any, minimum: int) -> None:
+    """Refuse a count of bytes (or connections) that is not an int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{api}: {name} must be an int, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{api}: {name} must be {minimum} or more, not {value}")
+
+
+def _chunk_bytes(chunk: Any) -> bytes:
+    """A streamed body chunk as bytes (str as UTF-8).
+
+    Raises:
+        TypeError: anything else (``bytes(42)`` would send 42 NUL bytes).
+    """
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    if isinstance(chunk, bytearray | memoryview):
+        return bytes(chunk)
+    raise TypeError(
+        "a streamed body yields bytes or str chunks, not "
+        f"{type(chunk).__name__} ({chunk!r:.40})"
+    )
 
 
 def _others_runnable() -> bool:
@@ -1217,6 +1263,11 @@ class Client:
                 "Client(ssl=...) needs a client context: make it with "
                 "ssl.create_default_context(), not with Purpose.CLIENT_AUTH"
             )
+        if timeout is not None:
+            _check_seconds("Client", "timeout", timeout)
+        _check_size("Client", "max_idle_per_host", max_idle_per_host, 0)
+        _check_size("Client", "max_body_bytes", max_body_bytes, 0)
+        _check_size("Client", "max_header_bytes", max_header_bytes, 1)
         # None until the first https:// connection makes the default one.
         self._ssl: _ssl.SSLContext | None = ssl
         self._base: urllib.parse.SplitResult | None = None
@@ -1339,10 +1390,9 @@ class Client:
             elif body is not None:
                 await conn.stream.drain()
                 async for chunk in body:
-                    if isinstance(chunk, str):
-                        chunk = chunk.encode("utf-8")
+                    chunk = _chunk_bytes(chunk)
                     if chunk:
-                        await self._put(conn, h11.Data(data=bytes(chunk)))
+                        await self._put(conn, h11.Data(data=chunk))
                         await conn.stream.drain()
             await self._put(conn, h11.EndOfMessage())
             await conn.stream.drain()
@@ -1373,6 +1423,17 @@ class Client:
         while True:
             event = await self._next_event(conn)
             if isinstance(event, h11.Response):
+                # h11 bounds a head only while it is incomplete; one that
+                # came in a single read is measured here.
+                size = len(event.reason) + sum(
+                    len(n) + len(v) + 4 for n, v in event.headers
+                )
+                if size > self.max_header_bytes:
+                    raise ProtocolError(
+                        f"the response head is over {self.max_header_bytes} "
+                        "bytes (Client's max_header_bytes); raise it if this "
+                        "server really sends such heads"
+                    )
                 return event
             if not isinstance(event, h11.InformationalResponse):
                 raise ProtocolError(f"expected a response, got {event!r}")

@@ -279,11 +279,40 @@ def socket(
     return Socket(_socket.socket(family, type, proto))
 
 
+def check_port(port: Any) -> None:
+    """Refuse a port number outside 0-65535 with a clear error.
+
+    Raises:
+        ValueError: out of range (or a numeric string out of range).
+        TypeError: not an int, str or None.
+    """
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int | str):
+        raise TypeError(f"port must be an int from 0 to 65535, not {port!r}")
+    if isinstance(port, str):
+        if not port.strip().isdigit():
+            return  # a service name ("http"): the resolver checks it
+        port = int(port)
+    if not 0 <= port <= 65535:
+        raise ValueError(
+            f"port {port} is out of range: use 0 to 65535 (0 picks a free port)"
+        )
+
+
 async def getaddrinfo(
     host: str | None, port: Any, family: int = 0, type: int = 0, flags: int = 0
 ) -> list[Any]:
-    """``socket.getaddrinfo`` on the thread pool: never blocks a worker."""
+    """``socket.getaddrinfo`` on the thread pool: never blocks a worker.
+
+    Raises:
+        ValueError: a numeric ``port`` outside 0-65535 (the C library would
+            wrap it silently: 70000 would mean 4464).
+        TypeError: ``port`` is neither an int, a str nor None.
+    """
     from .._core.threads import to_thread
+
+    check_port(port)
 
     infos: list[Any] = await to_thread(
         _socket.getaddrinfo, host, port, family, type, 0, flags
