@@ -256,15 +256,17 @@ class Sysmon:
             # Its queue is not moved here (a long queue moved under this
             # lock held every other worker up): the worker woken below, and
             # any worker that runs out of work, steals from it.
-            if sched.running() == 0:
+            covered = sched.running() > 0
+            if not covered:
                 if len(sched.idle) > 0:
                     sched.wake_one()
+                    covered = True
                 elif self._spares_alive() < self.spare_max:
-                    spare = True
+                    spare = covered = True
         self.stuck_steps += 1
         if spare:
             self._start_spare()
-        self._diagnose(w, task, ran)
+        self._diagnose(w, task, ran, covered)
 
     def _unstick(self, w: Worker) -> None:
         """``w``'s long step ended: it runs again; idle spares may retire."""
@@ -310,7 +312,7 @@ class Sysmon:
 
     # -- diagnosis ------------------------------------------------------------
 
-    def _diagnose(self, w: Worker, task: Any, ran: float) -> None:
+    def _diagnose(self, w: Worker, task: Any, ran: float, covered: bool) -> None:
         """Count the stuck step's place; warn the first time it is seen."""
         site = _blocking_site(w.ident)
         count = self.sites.get(site, 0) + 1
@@ -319,9 +321,15 @@ class Sysmon:
             return
         name = getattr(task, "name", None) or "?"
         where = f"{site[0]}:{site[1]}" if site[1] else site[0]
+        handed = (
+            "its queue went to other workers"
+            if covered
+            else "its queue waits: every worker is stuck and spare_workers_max "
+            f"({self.spare_max}) spares run"
+        )
         _log.warning(
-            "task %r blocked worker %d for over %d ms at %s; its queue went to "
-            "other workers. Await instead of blocking: run blocking calls with "
+            "task %r blocked worker %d for over %d ms at %s; %s. "
+            "Await instead of blocking: run blocking calls with "
             "`await curcor.to_thread(fn, ...)` and split long computations with "
             "`await curcor.sleep(0)`. Later blocks from this place are counted "
             "in curcor.stats().stuck_steps, not logged.",
@@ -329,6 +337,7 @@ class Sysmon:
             w.index,
             int(ran * 1000),
             where,
+            handed,
         )
 
 
