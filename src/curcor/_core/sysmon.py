@@ -243,6 +243,8 @@ class Sysmon:
         """``w``'s step ran ``ran`` seconds: hand its queue on; maybe a spare."""
         sched = self.sched
         task = w.current
+        if not _in_step(task):
+            return  # the step ended since tick() looked
         spare = False
         with sched.lock:
             if sched.stopping:
