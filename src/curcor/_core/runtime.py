@@ -144,6 +144,36 @@ class Runtime:
         self._grace_done = False
         self._old_handlers: dict[int, Any] = {}
         self._old_wakeup_fd = -1
+        self._observers(config)
+
+    def _observers(self, config: Any) -> None:
+        """The scheduler trace and the control socket, when configured.
+
+        The control socket is bound here, before any thread starts, so a
+        path in use stops boot with nothing half started.
+
+        Raises:
+            ConfigError: the control socket cannot be created.
+        """
+        self.trace: Any = None
+        self.control: Any = None
+        period = int(getattr(config, "trace", 0) or 0)
+        if period > 0:
+            from .trace import Trace
+
+            self.trace = Trace(self.sched, lambda: snapshot(self), period)
+        path = str(getattr(config, "control", "") or "")
+        if path:
+            from .control import ControlServer
+
+            source = getattr(config, "sources", {}).get("control", "argument")
+            try:
+                self.control = ControlServer(
+                    self.sched, lambda: snapshot(self), path, source
+                )
+            except BaseException:
+                self.sched.poller.close()  # no worker, nothing else to undo
+                raise
 
     # -- outcomes -------------------------------------------------------------
 
@@ -497,10 +527,20 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
         _start_workers(rt)
     except BaseException:
         coro.close()
+        if rt.control is not None:
+            rt.control.stop()
         raise
     _apply_log_level(rt.config)
     if rt.sysmon is not None:
+        # stats() loads its module on first use: 10 ms, a "long step" to
+        # sysmon if it happened inside a task. Loaded here instead.
+        from . import stats as _stats  # noqa: F401
+
         rt.sysmon.start()
+    if rt.trace is not None:
+        rt.trace.start()
+    if rt.control is not None:
+        rt.control.start()
     line = f"curcor: scheduler booted on {sched.n} OS threads"
     if announce:
         sys.stderr.write(line + "\n")
@@ -550,6 +590,10 @@ def _stop_all(rt: Runtime) -> None:
     sched.stop()
     if rt.sysmon is not None:
         rt.sysmon.stop()
+    if rt.trace is not None:
+        rt.trace.stop()
+    if rt.control is not None:
+        rt.control.stop()
     grace = float(getattr(rt.config, "shutdown_grace", 5.0))
     for w in sched.workers[1:]:
         if w.thread is not None:
@@ -770,6 +814,7 @@ def snapshot(rt: Runtime | None) -> Any:
             handoffs=w.handoffs,
             parks=w.parks,
             queued=len(w.local) + (w.runnext is not None),
+            stuck=w.stuck,
         )
         for w in sched.workers
     )
@@ -808,7 +853,7 @@ def _preempt_figures(rt: Runtime) -> dict[str, Any]:
     """The ``Stats`` fields sysmon reports (zeros when preemption is off)."""
     mon = rt.sysmon
     if mon is None:
-        return {}
+        return {"spare_workers_max": int(getattr(rt.config, "spare_workers_max", 0))}
     return {
         "stuck_steps": mon.stuck_steps,
         "stuck_sites": tuple(sorted(mon.sites.items())),

@@ -15,6 +15,7 @@ class WorkerStats:
     handoffs: int = 0  # queues handed to others by sysmon (preemption)
     parks: int = 0  # times it went idle
     queued: int = 0  # tasks in its run queue now
+    stuck: bool = False  # now: sysmon found its current step over preempt_ms
 
 
 @dataclass(frozen=True)

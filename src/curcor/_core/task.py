@@ -161,21 +161,29 @@ class Task:
 COROUTINE_TYPES = (types.CoroutineType, types.GeneratorType)
 
 
-def describe_stack(task: Task) -> list[str]:
-    """Lines describing where ``task`` is suspended, outermost call first."""
-    lines: list[str] = []
+def stack_frames(task: Task) -> list[tuple[str, int, str]]:
+    """(file, line, function) of each frame ``task`` is suspended in,
+    outermost call first. Any thread: a task that ends meanwhile just
+    yields fewer frames (its ``coro`` may become None)."""
+    frames: list[tuple[str, int, str]] = []
     obj: Any = task.coro
     depth = 0
     while obj is not None and depth < 64:
         frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
         if frame is not None:
             code = frame.f_code
-            lines.append(
-                f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}'
-            )
+            frames.append((code.co_filename, frame.f_lineno or 0, code.co_name))
         obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
         depth += 1
-    return lines
+    return frames
+
+
+def describe_stack(task: Task) -> list[str]:
+    """Lines describing where ``task`` is suspended, outermost call first."""
+    return [
+        f'  File "{name}", line {line}, in {func}'
+        for name, line, func in stack_frames(task)
+    ]
 
 
 def refcount_baseline() -> int:

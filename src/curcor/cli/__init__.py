@@ -23,7 +23,14 @@ COMMANDS = {
     "doctor": "check the environment and show the results as a table",
     "run": "run a program on the curcor runtime",
     "init": "create a new curcor application",
+    "ps": "list the tasks of a running application and their stacks",
+    "top": "a live view of a running application's scheduler",
+    "debug": "run a program under debugpy for a DAP client (VS Code) to attach",
+    "profile": "run a program and write an HTML report of runtime samples",
 }
+
+# Commands that run a program and parse their own arguments (``main``).
+_RUNNERS = ("run", "debug", "profile")
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -77,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
 
-    # curcor run owns everything after its own flags.
-    if args[0] == "run":
-        return _command_module("run").main(args[1:], subparsers["run"])
+    # curcor run (and debug and profile, which run a program as it does) own
+    # everything after their own flags.
+    if args[0] in _RUNNERS:
+        return _command_module(args[0]).main(args[1:], subparsers[args[0]])
 
     if args[0] in subparsers:
         _command_module(args[0]).configure(subparsers[args[0]])
