@@ -291,11 +291,19 @@ class Runtime:
 
     def _dump(self, header: str) -> str:
         """``header`` and the stack of every live task."""
+        from .sysmon import _in_step
+
         lines = [header, ""]
+        describe = _wait_describer(self.sched)
         for task in sorted(list(self.sched.all_tasks), key=lambda t: t._id):
-            state = "blocked" if task._waiting_on is not None else "runnable"
             waiting_on = task._waiting_on
-            what = type(waiting_on).__name__ if waiting_on is not None else ""
+            if waiting_on is not None:
+                state = "blocked"
+            elif _in_step(task):
+                state = "running"
+            else:
+                state = "runnable"
+            what = describe(task) if waiting_on is not None else ""
             where = f" on {what}" if what else ""
             lines.append(f"task {task._id} [{state}{where}] {task.name!r}:")
             lines.extend(describe_stack(task) or ["  (not started)"])
@@ -334,18 +342,28 @@ class Runtime:
             except (ValueError, OSError):
                 pass
 
+    def _exit_now(self, status: int) -> None:
+        """Leave the process at once (a second signal, SIGQUIT); the control
+        socket's file goes first, since no shutdown will remove it."""
+        if self.control is not None:
+            try:
+                os.unlink(self.control.path)
+            except OSError:
+                pass
+        os._exit(status)
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         """Signal handler (main thread): queue it; a worker acts on it."""
         if signum == signal.SIGINT:
             self._sigints += 1
             if self._sigints >= 2:
                 os.write(2, b"curcor: second interrupt; exiting now\n")
-                os._exit(130)
+                self._exit_now(130)
         elif signum == signal.SIGTERM:
             self._sigterms += 1
             if self._sigterms >= 2:
                 os.write(2, b"curcor: second SIGTERM; exiting now\n")
-                os._exit(143)
+                self._exit_now(143)
         self.sched.sigq.append(signum)
         self.sched.poller.wakeup()
 
@@ -353,7 +371,7 @@ class Runtime:
         """SIGQUIT: dump every task's stack to stderr and exit 2, like Go."""
         text = self._dump(f"curcor: SIGQUIT: dumping {len(self.sched.all_tasks)} tasks")
         os.write(2, (text + "\n").encode("utf-8", "replace"))
-        os._exit(2)
+        self._exit_now(2)
 
     def _take_signals(self) -> None:
         """On a worker: act on queued signals by cancelling the main task."""
@@ -391,6 +409,27 @@ class Runtime:
             return
         pause = time.perf_counter() - self._gc_started
         self.gcgov.collection(info["generation"], info["collected"], pause)
+
+
+def _wait_describer(sched: Any) -> Any:
+    """``task -> text`` naming what a blocked task waits on (for dumps)."""
+    try:
+        from .control import _Look, describe_wait
+
+        look = _Look(sched)
+    except Exception:  # a dump must not fail: fall back to the type's name
+        return lambda task: type(task._waiting_on).__name__
+
+    def describe(task: Any) -> str:
+        try:
+            wait = describe_wait(task, look)
+        except Exception:
+            wait = None
+        if not wait:
+            return type(task._waiting_on).__name__
+        return str(wait.get("text") or type(task._waiting_on).__name__)
+
+    return describe
 
 
 def _trim_runtime_frames(exc: BaseException) -> None:
@@ -818,8 +857,11 @@ def snapshot(rt: Runtime | None) -> Any:
         )
         for w in sched.workers
     )
+    from .sysmon import _in_step
+
     live = max(0, sched.live_tasks())
     runnable = min(live, sched.runnable_tasks())
+    running = sum(1 for w in sched.workers if _in_step(w.current))
     spawned = sum(w.spawned for w in sched.workers) + sched.outside_spawned
     return Stats(
         maxprocs=sched.n,
@@ -827,7 +869,8 @@ def snapshot(rt: Runtime | None) -> Any:
         uptime=time.monotonic() - rt.started_at,
         tasks_live=live,
         tasks_runnable=runnable,
-        tasks_blocked=max(0, live - runnable),
+        tasks_blocked=max(0, live - runnable - running),
+        tasks_running=running,
         tasks_spawned=spawned,
         tasks_finished=sum(w.finished for w in sched.workers),
         steps=sum(w.steps for w in sched.workers),

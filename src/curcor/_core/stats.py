@@ -63,3 +63,4 @@ class Stats:
     gc_threshold0: int = 0  # now: generation 0's threshold (the governor's)
     gc_threshold1: int = 0  # now: young collections per generation-1 one
     gc_adjustments: int = 0  # times the governor changed the thresholds
+    tasks_running: int = 0  # now: in a step on a worker (the caller included)
