@@ -809,13 +809,13 @@ Task.join = join_task  # type: ignore[method-assign,assignment]
 
 def take_result(task: Task) -> Any:
     """The value of a finished task, or raise its exception."""
-    rt = _running
-    if rt is not None:
-        rt.unretrieved.pop(id(task), None)
     exc = task._exc
-    if exc is not None:
-        raise exc
-    return task._value
+    if exc is None:
+        return task._value
+    rt = _running
+    if rt is not None:  # only failed tasks are ever kept as unretrieved
+        rt.unretrieved.pop(id(task), None)
+    raise exc
 
 
 def now() -> float:
