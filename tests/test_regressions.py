@@ -234,3 +234,36 @@ async def test_from_thread_timeout_cancels_the_call_it_gives_up_on():
         await cancelled.wait()
     await curcor.to_thread(thread.join)
     assert len(errors) == 1
+
+
+# -- arguments of the wrong kind get a clear TypeError (fresh-user trial) --------
+
+
+def test_run_refuses_a_dict_config_a_bad_clock_and_a_bad_seed():
+    async def main() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="load_config"):
+        curcor.run(main(), config={"maxprocs": 2})
+    with pytest.raises(TypeError, match="FakeClock"):
+        curcor.run(main(), clock=1)
+    with pytest.raises(TypeError, match="seed"):
+        curcor.run(main(), seed="x")
+
+
+async def test_waitgroup_add_refuses_what_is_not_an_int():
+    with pytest.raises(TypeError, match="takes an int"):
+        curcor.WaitGroup().add("x")
+
+
+async def test_to_thread_refuses_an_async_function():
+    async def work() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="async function"):
+        await curcor.to_thread(work)
+
+
+async def test_recv_of_none_says_how_to_disable_a_case():
+    with pytest.raises(TypeError, match="pass None to select"):
+        curcor.recv(None)

@@ -435,8 +435,9 @@ class _Case:
         if not isinstance(ch, Channel):
             kind = "send" if is_send else "recv"
             raise TypeError(
-                f"curcor.{kind}() takes a curcor.Channel (or None to disable the "
-                f"case), not {type(ch).__name__}"
+                f"curcor.{kind}() takes a curcor.Channel, not {type(ch).__name__}; "
+                f"to disable a case, pass None to select() in place of the "
+                f"{kind}(...) case"
             )
         self.ch = ch
         self.is_send = is_send

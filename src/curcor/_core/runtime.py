@@ -78,8 +78,25 @@ def running_runtime() -> Runtime | None:
     return _running
 
 
+def _check_run_arguments(clock: Any, seed: Any) -> None:
+    """Refuse a clock or seed of the wrong kind before anything boots."""
+    if clock is not None and not callable(getattr(clock, "now", None)):
+        raise TypeError(
+            "curcor.run(clock=...) takes a clock such as curcor.testing.FakeClock(), "
+            f"not {clock!r}"
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"curcor.run(seed=...) takes an int, not {seed!r}")
+
+
 def _load_config(config: Any) -> tuple[Any, bool]:
     if config is not None:
+        if not hasattr(config, "maxprocs") or isinstance(config, dict):
+            raise TypeError(
+                "curcor.run(config=...) takes a curcor.config.Config, not "
+                f"{type(config).__name__}: make one with curcor.config."
+                "load_config(flags={'maxprocs': '2'}) (keys as in curcor.toml)"
+            )
         return config, False
     if _process_defaults is not None:
         return _process_defaults
@@ -528,6 +545,11 @@ def run(
     """
     global _running, _run_called
     _check_coroutine(coro, "curcor.run()")
+    try:
+        _check_run_arguments(clock, seed)
+    except TypeError:
+        coro.close()
+        raise
     if current_worker() is not None:
         coro.close()
         raise RuntimeMisuse(

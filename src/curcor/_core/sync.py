@@ -78,7 +78,10 @@ class WaitGroup(Waitable):
 
         Raises:
             ValueError: the counter would go below zero.
+            TypeError: ``n`` is not an int.
         """
+        if type(n) is not int and (isinstance(n, bool) or not isinstance(n, int)):
+            raise TypeError(f"WaitGroup.add() takes an int, not {n!r}")
         with self._lock:
             if self._count + n < 0:
                 raise ValueError(

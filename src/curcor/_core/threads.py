@@ -147,6 +147,15 @@ def _pool(sched: Any) -> ThreadPool:
     return rt.pool
 
 
+def _is_async_function(fn: Any) -> bool:
+    """True for an ``async def`` function (or a partial of one)."""
+    import inspect
+
+    while hasattr(fn, "func") and hasattr(fn, "args"):  # functools.partial
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn)
+
+
 async def to_thread(fn: Any, *args: Any) -> Any:
     """Run the blocking ``fn(*args)`` on the runtime's thread pool; await it.
 
@@ -162,6 +171,12 @@ async def to_thread(fn: Any, *args: Any) -> Any:
         raise TypeError(
             f"to_thread() takes a function and its arguments, not {fn!r}: "
             "write curcor.to_thread(fn, arg), not curcor.to_thread(fn(arg))"
+        )
+    if _is_async_function(fn):
+        raise TypeError(
+            f"to_thread() runs a plain blocking function in a thread, and "
+            f"{getattr(fn, '__name__', fn)!r} is an async function: await it "
+            "directly, or start it with curcor.go()"
         )
     w, task = worker_and_task("curcor.to_thread()")
     if task._cancel_pending:
