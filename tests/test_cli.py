@@ -918,3 +918,24 @@ def test_run_exits_2_on_a_deadlock(tmp_path, real_runtime):
     result = curcor("run", "app.py", cwd=tmp_path)
     assert result.returncode == 2
     assert "curcor: all tasks are asleep - deadlock!" in result.stderr
+
+
+def test_a_traceback_through_curcor_run_and_a_join_shows_only_program_frames(
+    tmp_path,
+):
+    app = tmp_path / "raises.py"
+    app.write_text(
+        "import curcor\n"
+        "async def work():\n"
+        "    await curcor.sleep(0)\n"
+        "    raise RuntimeError('boom from app')\n"
+        "async def main():\n"
+        "    await curcor.go(work()).join()\n"
+        "curcor.run(main())\n"
+    )
+    result = curcor("run", str(app), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "RuntimeError: boom from app" in result.stderr
+    assert "_core" not in result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("  File")]
+    assert [ln.rsplit(", in ", 1)[1] for ln in lines] == ["<module>", "main", "work"]

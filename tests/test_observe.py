@@ -190,6 +190,30 @@ def test_ps_finds_the_socket_from_curcor_toml(tmp_path):
 # -- curcor top -----------------------------------------------------------------
 
 
+def test_top_exits_0_and_says_so_when_the_application_ends(tmp_path):
+    sock = tmp_path / "app.sock"
+    with running_app(sock, tmp_path) as app:
+        top = subprocess.Popen(
+            [sys.executable, "-m", "curcor", "top", "--interval", "0.2"],
+            cwd=tmp_path,
+            env=env({"CURCOR_CONTROL": str(sock)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(0.5)  # top has connected at least once
+            status, _ = stop(app)  # a clean shutdown removes the socket file
+            assert status == 0
+            out, err = top.communicate(timeout=TIMEOUT)
+        finally:
+            if top.returncode is None:
+                os.kill(top.pid, signal.SIGKILL)
+                top.communicate(timeout=TIMEOUT)
+    assert top.returncode == 0, err
+    assert f"the application at {sock} stopped" in out
+
+
 def test_top_once_prints_tasks_workers_and_runtime_figures(tmp_path):
     sock = tmp_path / "app.sock"
     with running_app(sock, tmp_path):
@@ -368,7 +392,8 @@ def test_trace_prints_a_summary_line_every_period(tmp_path):
         assert words[:2] == ["curcor", "trace:"]
         fields = dict(word.split("=", 1) for word in words[3:])
         assert list(fields) == [
-            "tasks", "runnable", "blocked", "workers", "idle", "stuck", "spares",
+            "tasks", "runnable", "running", "blocked", "workers", "idle", "stuck",
+            "spares",
             "steps", "steals", "parks", "netpoll", "timers", "gc", "pool",
         ]  # fmt: skip
         assert fields["tasks"] == "5"

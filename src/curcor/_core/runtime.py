@@ -450,15 +450,29 @@ def _wait_describer(sched: Any) -> Any:
 
 
 def _trim_runtime_frames(exc: BaseException) -> None:
-    """Drop the worker-loop frames that lead into the task's own code."""
-    tb = exc.__traceback__
+    """Drop the runtime's own frames from ``exc``'s traceback: the worker
+    loop that led into a task, and the join that carried a child's error to
+    its parent. The innermost frame stays even when it is the runtime's, so
+    an error the runtime raised still shows where."""
+    import types
+
     core = os.path.dirname(os.path.abspath(__file__))
-    while tb is not None and tb.tb_next is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(core):
-            break
+    entries = []
+    tb = exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
         tb = tb.tb_next
-    if tb is not exc.__traceback__:
-        exc.__traceback__ = tb
+    keep = [
+        t
+        for i, t in enumerate(entries)
+        if i == len(entries) - 1 or not t.tb_frame.f_code.co_filename.startswith(core)
+    ]
+    if len(keep) == len(entries):
+        return
+    rebuilt = None
+    for t in reversed(keep):
+        rebuilt = types.TracebackType(rebuilt, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    exc.__traceback__ = rebuilt
 
 
 def inherit_non_daemon(t: threading.Thread) -> None:

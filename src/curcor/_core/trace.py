@@ -5,7 +5,7 @@ Switched on by the ``trace`` key (``CURCOR_TRACE=1000``), as Go's
 ``stats()`` snapshot (which reads counters only and never scans the tasks,
 so it costs well under a millisecond at 100,000 tasks) and writes a line::
 
-    curcor trace: 1.00s tasks=1234 runnable=5 blocked=1229 workers=2 idle=1
+    curcor trace: 1.00s tasks=1234 runnable=5 running=1 blocked=1228 workers=2 idle=1
     stuck=0 spares=0 steps=[123,456] steals=3 parks=7 netpoll=12 timers=4
     gc=3/0.012s pool=40/2
 
@@ -29,8 +29,9 @@ def format_line(s: Any, idle: int, stuck: int) -> str:
     steps = ",".join(str(w.steps) for w in s.workers)
     return (
         f"curcor trace: {s.uptime:.2f}s tasks={s.tasks_live} "
-        f"runnable={s.tasks_runnable} blocked={s.tasks_blocked} "
-        f"workers={len(s.workers)} idle={idle} stuck={stuck} "
+        f"runnable={s.tasks_runnable} running={s.tasks_running} "
+        f"blocked={s.tasks_blocked} "
+        f"workers={s.maxprocs + s.spare_workers} idle={idle} stuck={stuck} "
         f"spares={s.spare_workers} steps=[{steps}] "
         f"steals={sum(w.steals for w in s.workers)} "
         f"parks={sum(w.parks for w in s.workers)} "

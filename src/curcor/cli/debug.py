@@ -217,7 +217,11 @@ def execute(request: run.Request, port: int, wait: bool) -> int:
         sys.stderr.flush()
         import debugpy
 
-        debugpy.wait_for_client()
+        try:
+            debugpy.wait_for_client()
+        except KeyboardInterrupt:
+            sys.stderr.write("curcor: interrupted while waiting for a debugger\n")
+            return 130
     return run.execute(request)
 
 

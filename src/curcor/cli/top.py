@@ -8,6 +8,7 @@ other commands and ``import curcor`` never pay for it.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -150,7 +151,9 @@ def execute(args: argparse.Namespace) -> int:
                     reply = request(path, "top")
                 except ControlError as exc:
                     live.stop()
-                    if exc.stopped:
+                    # Connected before: a socket file that is gone now was
+                    # removed by the application's clean shutdown.
+                    if exc.stopped or not os.path.exists(path):
                         print(f"curcor: the application at {path} stopped")
                         return 0
                     print(exc, file=sys.stderr)
