@@ -94,8 +94,20 @@ class WaitGroup(Waitable):
         _ready_all(woken)
 
     def done(self) -> None:
-        """Mark one item done (``add(-1)``)."""
-        self.add(-1)
+        """Mark one item done (``add(-1)``, written out: it is the hot call).
+
+        Raises:
+            ValueError: the counter would go below zero.
+        """
+        lock = self._lock
+        lock.acquire()
+        count = self._count - 1
+        if count > 0:
+            self._count = count
+            lock.release()
+            return
+        lock.release()
+        self.add(-1)  # zero or below: the general path wakes or raises
 
     def _release_all(self) -> list[tuple[Any, ...]]:
         woken = [e for e in self._waiters if claim(e)]
