@@ -267,3 +267,19 @@ async def test_to_thread_refuses_an_async_function():
 async def test_recv_of_none_says_how_to_disable_a_case():
     with pytest.raises(TypeError, match="pass None to select"):
         curcor.recv(None)
+
+
+def test_a_coroutine_started_twice_gets_a_note_saying_so():
+    async def work() -> None:
+        await curcor.sleep(0)
+
+    async def main() -> None:
+        c = work()
+        first = curcor.go(c)
+        second = curcor.go(c)
+        await first.join()
+        await second.join()
+
+    with pytest.raises(RuntimeError) as info:
+        curcor.run(main())
+    assert "started twice" in "".join(getattr(info.value, "__notes__", []))

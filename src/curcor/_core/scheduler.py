@@ -398,6 +398,8 @@ class Worker:
                 self._finish(task, stop.value, None)
                 task = None
             except BaseException as error:
+                if type(error) is RuntimeError:
+                    _explain_reuse(error)
                 self._finish(task, None, error)
                 task = None
             else:
@@ -574,6 +576,18 @@ class Worker:
         self.steals += 1
         self.local.extend(got[1:])
         return got[0]
+
+
+def _explain_reuse(error: RuntimeError) -> None:
+    """Add a note to Python's error for a coroutine started twice."""
+    if str(error) == "cannot reuse already awaited coroutine" and not getattr(
+        error, "__notes__", None
+    ):
+        error.add_note(
+            "curcor: this coroutine object was started twice; each go() or "
+            "tg.go() needs a coroutine of its own: write go(work()) once per "
+            "task, not go(c) twice with the same c = work()"
+        )
 
 
 class Scheduler:
