@@ -577,3 +577,13 @@ async def test_a_port_outside_0_to_65535_is_refused_not_wrapped(port):
 async def test_a_port_of_the_wrong_type_is_refused():
     with pytest.raises(TypeError, match="port must be an int"):
         await net.listen_tcp("127.0.0.1", 80.5)
+
+
+@real
+async def test_writing_to_a_closed_stream_is_a_clear_error():
+    a, b = stdsocket.socketpair()
+    stream = net.Stream(net.Socket(a))
+    stream.close()
+    with pytest.raises(net.ClosedResourceError, match="closed stream"):
+        stream.write(b"lost")
+    b.close()

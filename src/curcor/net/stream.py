@@ -209,7 +209,12 @@ class Stream:
         Raises:
             WriteBufferFull: more than ``write_limit`` bytes would wait;
                 ``await stream.drain()`` first.
+            ClosedResourceError: the stream was closed.
         """
+        if self.socket.closed:
+            raise ClosedResourceError(
+                errno.EBADF, "write() on a closed stream: the bytes would be lost"
+            )
         if len(self._wbuf) + len(data) > self.write_limit and self._wbuf:
             raise WriteBufferFull(
                 f"{len(self._wbuf)} bytes already wait to be sent (limit "
