@@ -922,7 +922,10 @@ def snapshot(rt: Runtime | None) -> Any:
         pool_bytes_lent=sched.mempool.lent,
         pool_capacity=sched.mempool.capacity,
         task_records_free=sum(len(w.free) for w in sched.workers),
-        task_record_hits=sum(w.record_hits for w in sched.workers),
+        # Every spawn is a hit or a miss; the main task is counted as
+        # spawned but made by run(), not by a spawn.
+        task_record_hits=sum(w.spawned - w.record_misses for w in sched.workers)
+        - (sched.main is not None),
         task_record_misses=sum(w.record_misses for w in sched.workers),
         **_gc_figures(rt.gcgov, getattr(rt.config, "gc", "governed")),
     )

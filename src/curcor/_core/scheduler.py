@@ -241,7 +241,6 @@ class Worker:
         self.handoffs = 0
         self.spawned = 0
         self.finished = 0
-        self.record_hits = 0  # spawns that took a record from ``free``
         self.record_misses = 0  # spawns that made a new record
         self.step_started = 0.0  # for sysmon: when the running step began
         self.io_budget = IO_BUDGET  # see IO_BUDGET; spent by curcor.net
@@ -285,8 +284,7 @@ class Worker:
         """
         free = self.free
         if free:
-            task = free.pop()
-            self.record_hits += 1
+            task = free.pop()  # a hit: hits are spawned - record_misses
         else:
             task = Task()
             self.record_misses += 1
@@ -303,7 +301,7 @@ class Worker:
         parent = self.current
         if parent is not None and parent._ctx is not None:
             task._ctx = parent._ctx.copy()
-        elif len(self.base):
+        elif self.base:  # (a Context is true when it holds a variable)
             task._ctx = self.base.copy()
         if prepare is not None:
             prepare(task)
@@ -419,7 +417,7 @@ class Worker:
                     self._bad_trap(task, trap)
 
             # Stage 4: a context-less task wrote a context variable.
-            if ctx is None and len(base):
+            if ctx is None and base:
                 self.steps = steps
                 if task is not None and task._ctx is None:
                     task._ctx = base
