@@ -92,14 +92,9 @@ class ControlServer:
 
     def start(self) -> None:
         """Start the server thread (a daemon, registered as the runtime's)."""
-        from .runtime import inherit_non_daemon
+        from .runtime import start_runtime_thread
 
-        t = threading.Thread(target=self._run, name="curcor-control", daemon=True)
-        t.start()
-        assert t.ident is not None
-        self.sched.runtime_threads.add(t.ident)
-        inherit_non_daemon(t)
-        self._thread = t
+        self._thread = start_runtime_thread(self.sched, self._run, "curcor-control")
 
     def stop(self) -> None:
         """End the thread, close the socket and remove its file (idempotent)."""

@@ -489,6 +489,19 @@ def inherit_non_daemon(t: threading.Thread) -> None:
     t._daemonic = False  # type: ignore[attr-defined]
 
 
+def start_runtime_thread(sched: Any, target: Any, name: str) -> threading.Thread:
+    """Start one of the runtime's helper threads (sysmon, the trace, the
+    control socket): a daemon, registered in ``runtime_threads`` so that it
+    never counts as a foreign waker, and presenting itself as non-daemon to
+    the threads it starts (see ``inherit_non_daemon``)."""
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    assert t.ident is not None
+    sched.runtime_threads.add(t.ident)
+    inherit_non_daemon(t)
+    return t
+
+
 def _start_workers(rt: Runtime) -> None:
     """Start workers 1..n-1; on failure stop those started and raise."""
     sched = rt.sched

@@ -142,14 +142,9 @@ class Sysmon:
 
     def start(self) -> None:
         """Start the monitor thread (a daemon, registered as the runtime's)."""
-        from .runtime import inherit_non_daemon
+        from .runtime import start_runtime_thread
 
-        t = threading.Thread(target=self._run, name="curcor-sysmon", daemon=True)
-        t.start()
-        assert t.ident is not None
-        self.sched.runtime_threads.add(t.ident)
-        inherit_non_daemon(t)
-        self._thread = t
+        self._thread = start_runtime_thread(self.sched, self._run, "curcor-sysmon")
 
     def stop(self) -> None:
         """Stop and join the thread (idempotent); restore the switch interval."""
