@@ -29,9 +29,10 @@ A slow or hostile client can hold neither a task nor memory for long:
   each write of a response must make progress within ``idle_timeout``.
 - A request h11 cannot parse gets 400; an exception from the app gets 500
   and a log record on ``curcor.http``. Every error response is followed by
-  a close. When the client may still be sending a body we stop writing and
-  read off what it sends for up to ``LINGER`` seconds first, so that its
-  kernel does not reset the connection before it has read the response.
+  a close. When the client may still be sending (a body, or a head that
+  ran out of time) we stop writing and read off what it sends for up to
+  ``LINGER`` seconds first, so that its kernel does not reset the
+  connection before it has read the response.
 
 Shutdown (server)
 -----------------
@@ -128,6 +129,9 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 # Responses that never carry a body, whatever their headers say.
 _NO_BODY_STATUS = frozenset({204, 304})
+
+# The client's states in which it sends nothing more (no linger needed).
+_THEIR_END = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 
 # Response fields the server frames itself for a bytes body (see _frame).
 _FRAMED_FIELDS = frozenset({"content-length", "transfer-encoding", "connection"})
@@ -1077,7 +1081,10 @@ class _ServerConn:
             await self._flush()
         except (OSError, h11.LocalProtocolError):
             return
-        if h.their_state is h11.SEND_BODY or h.their_state is h11.ERROR:
+        if h.their_state not in _THEIR_END:
+            # The client may still be sending (a body, or a head that ran
+            # out of time): without lingering its kernel could get a reset
+            # before it reads this response.
             await self._linger()
 
     async def _linger(self) -> None:
