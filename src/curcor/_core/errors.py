@@ -1,6 +1,11 @@
-"""The exceptions of the runtime core, all re-exported by ``curcor``."""
+"""The exceptions of the runtime core, all re-exported by ``curcor``; and
+``without_frames``, which cuts curcor's own frames out of a traceback."""
 
 from __future__ import annotations
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Cancelled",
@@ -79,3 +84,26 @@ for _cls in (
     WouldBlock,
 ):
     _cls.__module__ = "curcor"
+
+
+def without_frames(tb: Any, ours: Any) -> Any:
+    """``tb`` without the frames whose file ``ours(filename)`` claims. The
+    innermost frame stays even when it is claimed, so an error raised there
+    still shows where."""
+    import types
+
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    keep = [
+        t
+        for i, t in enumerate(entries)
+        if i == len(entries) - 1 or not ours(t.tb_frame.f_code.co_filename)
+    ]
+    if len(keep) == len(entries):
+        return entries[0]
+    rebuilt = None
+    for t in reversed(keep):
+        rebuilt = types.TracebackType(rebuilt, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return rebuilt

@@ -22,6 +22,7 @@ from .errors import (
     RuntimeMisuse,
     Terminated,
     ThreadCreateError,
+    without_frames,
 )
 from .scheduler import Scheduler, Worker, _tls, current_worker
 from .task import DONE, FREE, RUNNABLE, Task, describe_stack
@@ -452,27 +453,11 @@ def _wait_describer(sched: Any) -> Any:
 def _trim_runtime_frames(exc: BaseException) -> None:
     """Drop the runtime's own frames from ``exc``'s traceback: the worker
     loop that led into a task, and the join that carried a child's error to
-    its parent. The innermost frame stays even when it is the runtime's, so
-    an error the runtime raised still shows where."""
-    import types
-
+    its parent."""
     core = os.path.dirname(os.path.abspath(__file__))
-    entries = []
     tb = exc.__traceback__
-    while tb is not None:
-        entries.append(tb)
-        tb = tb.tb_next
-    keep = [
-        t
-        for i, t in enumerate(entries)
-        if i == len(entries) - 1 or not t.tb_frame.f_code.co_filename.startswith(core)
-    ]
-    if len(keep) == len(entries):
-        return
-    rebuilt = None
-    for t in reversed(keep):
-        rebuilt = types.TracebackType(rebuilt, t.tb_frame, t.tb_lasti, t.tb_lineno)
-    exc.__traceback__ = rebuilt
+    if tb is not None:
+        exc.__traceback__ = without_frames(tb, lambda f: f.startswith(core))
 
 
 def inherit_non_daemon(t: threading.Thread) -> None:

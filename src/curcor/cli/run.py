@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import types
 
 from curcor._core.config import KEYS, ConfigError, load_config, parse_flag
 from curcor._core.errors import DeadlockError, Terminated, ThreadCreateError
@@ -472,29 +471,12 @@ def _print_traceback(exc: BaseException) -> None:
     if tb is None and not _is_syntax_error_of_program(exc):
         tb = exc.__traceback__
     elif tb is not None:
-        tb = _without_inner_frames_of_ours(tb)
+        # Also curcor's frames between the program's own: a file that
+        # calls curcor.run itself runs through the runtime's frames.
+        from curcor._core.errors import without_frames
+
+        tb = without_frames(tb, _is_ours)
     sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-
-
-def _without_inner_frames_of_ours(tb: types.TracebackType) -> types.TracebackType:
-    """``tb`` without curcor's frames between the program's own (a file
-    that calls ``curcor.run`` itself runs through the runtime's frames); the
-    innermost frame stays, so an error curcor raised still shows where."""
-    entries = []
-    at: types.TracebackType | None = tb
-    while at is not None:
-        entries.append(at)
-        at = at.tb_next
-    keep = [
-        t
-        for i, t in enumerate(entries)
-        if i == len(entries) - 1 or not _is_ours(t.tb_frame.f_code.co_filename)
-    ]
-    rebuilt: types.TracebackType | None = None
-    for t in reversed(keep):
-        rebuilt = types.TracebackType(rebuilt, t.tb_frame, t.tb_lasti, t.tb_lineno)
-    assert rebuilt is not None  # keep holds the innermost frame at least
-    return rebuilt
 
 
 def _has_program_frame(exc: BaseException) -> bool:
