@@ -937,7 +937,7 @@ def _preempt_figures(rt: Runtime) -> dict[str, Any]:
     return {
         "stuck_steps": mon.stuck_steps,
         "stuck_sites": tuple(sorted(mon.sites.items())),
-        "spare_workers": sum(1 for w in rt.sched.workers if w.spare and not w.retired),
+        "spare_workers": rt.sched.spares_alive(),
         "spare_workers_started": mon.spares_started,
         "spare_workers_max": mon.spare_max,
     }

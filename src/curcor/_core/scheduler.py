@@ -263,6 +263,15 @@ class Worker:
 
     # -- queueing -----------------------------------------------------------
 
+    def spend_io(self) -> bool:
+        """Spend one unit of the I/O budget; True when it ran out (and was
+        refilled): the caller's task must yield before its operation."""
+        self.io_budget -= 1
+        if self.io_budget > 0:
+            return False
+        self.io_budget = IO_BUDGET
+        return True
+
     def push_next(self, task: Task) -> None:
         """Owner only: make ``task`` run next (it was just woken here)."""
         task._state = RUNNABLE
@@ -883,9 +892,7 @@ class Scheduler:
         self.stuck -= 1
         if self.stuck:
             return
-        if self.saved_switch is not None:
-            sys.setswitchinterval(self.saved_switch)
-            self.saved_switch = None
+        self.restore_switch()
         for i in range(len(self.idle) - 1, -1, -1):
             spare = self.idle[i]
             if spare.spare and spare is not self.polling:
@@ -893,6 +900,24 @@ class Scheduler:
                 spare.park_lock.release()
         if self.polling is not None and self.polling.spare:
             self._notify_poller()
+
+    def shorten_switch(self, interval: float) -> None:
+        """Called with ``lock`` held: a worker is stuck; give the others
+        turns every ``interval`` seconds (sysmon.py, "The interpreter's
+        turns"), keeping the value to put back."""
+        if self.saved_switch is None:
+            self.saved_switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(self.saved_switch, interval))
+
+    def restore_switch(self) -> None:
+        """Called with ``lock`` held: put the switch interval back."""
+        if self.saved_switch is not None:
+            sys.setswitchinterval(self.saved_switch)
+            self.saved_switch = None
+
+    def spares_alive(self) -> int:
+        """Spare workers running now (racy; exact under ``lock``)."""
+        return sum(1 for w in self.workers if w.spare and not w.retired)
 
     def running(self) -> int:
         """Called with ``lock`` held (or racy): workers running tasks now."""

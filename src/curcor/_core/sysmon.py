@@ -154,9 +154,7 @@ class Sysmon:
             t.join(timeout=5)
         sched = self.sched
         with sched.lock:
-            if sched.saved_switch is not None:
-                sys.setswitchinterval(sched.saved_switch)
-                sched.saved_switch = None
+            sched.restore_switch()
 
     def _run(self) -> None:
         interval = TICK
@@ -246,9 +244,7 @@ class Sysmon:
                 return
             w.stuck = True
             sched.stuck += 1
-            if sched.saved_switch is None:
-                sched.saved_switch = sys.getswitchinterval()
-                sys.setswitchinterval(min(sched.saved_switch, STUCK_SWITCH_INTERVAL))
+            sched.shorten_switch(STUCK_SWITCH_INTERVAL)
             w.handoffs += 1
             # Its queue is not moved here (a long queue moved under this
             # lock held every other worker up): the worker woken below, and
@@ -258,7 +254,7 @@ class Sysmon:
                 if len(sched.idle) > 0:
                     sched.wake_one()
                     covered = True
-                elif self._spares_alive() < self.spare_max:
+                elif sched.spares_alive() < self.spare_max:
                     spare = covered = True
         self.stuck_steps += 1
         if spare:
@@ -271,9 +267,6 @@ class Sysmon:
             self.sched.unstick(w)
 
     # -- spares ---------------------------------------------------------------
-
-    def _spares_alive(self) -> int:
-        return sum(1 for w in self.sched.workers if w.spare and not w.retired)
 
     def _start_spare(self) -> None:
         """Start a spare worker thread (a retired spare's record is reused)."""

@@ -20,7 +20,6 @@ from .._core.io import (
     retry_readable,
     retry_writable,
 )
-from .._core.scheduler import IO_BUDGET
 from .._core.traps import worker_and_task, yield_now
 
 
@@ -37,11 +36,7 @@ def _io_checkpoint(what: str) -> bool:
     w, task = worker_and_task(what)
     if task._cancel_pending:
         raise Cancelled()
-    w.io_budget -= 1
-    if w.io_budget > 0:
-        return False
-    w.io_budget = IO_BUDGET
-    return True
+    return w.spend_io()
 
 
 class Socket:
@@ -216,10 +211,7 @@ class Socket:
             ClosedResourceError: the socket is closed.
         """
         self._check_open()
-        w = worker_and_task("Socket.try_recv()")[0]
-        w.io_budget -= 1
-        if w.io_budget <= 0:
-            w.io_budget = IO_BUDGET
+        if worker_and_task("Socket.try_recv()")[0].spend_io():
             return None
         try:
             return self._sock.recv(bufsize)
