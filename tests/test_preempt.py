@@ -26,20 +26,36 @@ async def note_when_done(times: list[float]) -> None:
     times.append(time.monotonic())
 
 
-def test_a_blocked_worker_hands_its_queue_to_another_worker():
+def run_blocker(block, cfg: object, notes: int = 1) -> tuple[list[float], float]:
+    """Run a task that queues ``notes`` note_when_done tasks on its own
+    worker, then calls the blocking ``block()``; return the notes' times
+    and when ``block`` returned."""
+
     async def main() -> tuple[list[float], float]:
         times: list[float] = []
 
         async def blocker() -> float:
-            for _ in range(3):  # queued on this worker, behind the blocker
+            for _ in range(notes):  # queued on this worker, behind the blocker
                 curcor.go(note_when_done(times))
-            time.sleep(BLOCK)
+            block()
             return time.monotonic()
 
         ended = await curcor.go(blocker()).join()
         return times, ended
 
-    times, ended = curcor.run(main(), config=config(2))
+    return curcor.run(main(), config=cfg)
+
+
+def spin(seconds: float) -> None:
+    """Pure Python work that never awaits, for ``seconds``."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+
+
+def test_a_blocked_worker_hands_its_queue_to_another_worker():
+    times, ended = run_blocker(lambda: time.sleep(BLOCK), config(2), notes=3)
     assert len(times) == 3
     assert all(t < ended for t in times)
     stats = curcor.stats()
@@ -48,40 +64,18 @@ def test_a_blocked_worker_hands_its_queue_to_another_worker():
 
 
 def test_a_cpu_hog_is_preempted_like_a_blocking_call():
-    async def main() -> tuple[list[float], float]:
-        times: list[float] = []
-
-        async def hog() -> float:
-            curcor.go(note_when_done(times))
-            end = time.monotonic() + BLOCK
-            n = 0
-            while time.monotonic() < end:  # pure Python, never awaits
-                n += 1
-            return time.monotonic()
-
-        ended = await curcor.go(hog()).join()
-        return times, ended
-
-    times, ended = curcor.run(main(), config=config(2))
+    times, ended = run_blocker(lambda: spin(BLOCK), config(2))
     assert times and times[0] < ended
 
 
 def test_a_worker_held_by_a_lock_wait_is_seen_as_stuck():
     gate = threading.Event()
 
-    async def main() -> tuple[list[float], float]:
-        times: list[float] = []
+    def wait_on_a_thread_event() -> None:
+        threading.Timer(BLOCK, gate.set).start()
+        gate.wait()  # a futex wait without a timeout
 
-        async def waits_on_a_thread_event() -> float:
-            curcor.go(note_when_done(times))
-            threading.Timer(BLOCK, gate.set).start()
-            gate.wait()  # a futex wait without a timeout
-            return time.monotonic()
-
-        ended = await curcor.go(waits_on_a_thread_event()).join()
-        return times, ended
-
-    times, ended = curcor.run(main(), config=config(2))
+    times, ended = run_blocker(wait_on_a_thread_event, config(2))
     assert times and times[0] < ended
 
 
@@ -175,36 +169,16 @@ def test_spare_workers_stop_at_their_bound_and_retire_after():
 
 
 def test_no_spare_worker_starts_when_the_bound_is_zero():
-    async def main() -> tuple[list[float], float]:
-        times: list[float] = []
-
-        async def blocker() -> float:
-            curcor.go(note_when_done(times))
-            time.sleep(BLOCK)
-            return time.monotonic()
-
-        ended = await curcor.go(blocker()).join()
-        return times, ended
-
-    times, ended = curcor.run(main(), config=config(1, spare_workers_max="0"))
+    cfg = config(1, spare_workers_max="0")
+    times, ended = run_blocker(lambda: time.sleep(BLOCK), cfg)
     assert times[0] > ended
     stats = curcor.stats()
     assert (stats.stuck_steps, stats.spare_workers_started) == (1, 0)
 
 
 def test_with_preempt_off_the_queue_waits_for_the_blocked_step():
-    async def main() -> tuple[list[float], float]:
-        times: list[float] = []
-
-        async def blocker() -> float:
-            curcor.go(note_when_done(times))
-            time.sleep(BLOCK)
-            return time.monotonic()
-
-        ended = await curcor.go(blocker()).join()
-        return times, ended
-
-    times, ended = curcor.run(main(), config=config(2, preempt="false"))
+    cfg = config(2, preempt="false")
+    times, ended = run_blocker(lambda: time.sleep(BLOCK), cfg)
     assert times[0] > ended
     assert curcor.stats().stuck_steps == 0
 
