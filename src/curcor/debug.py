@@ -40,7 +40,8 @@ class TaskInfo:
         id: the task's number (``Task.id``).
         name: its name (``Task.name``).
         state: ``runnable``, ``running``, ``blocked`` or ``done``.
-        waiting_on: what a blocked task waits on (a type name), else "".
+        waiting_on: what a blocked task waits on (as ``curcor ps`` says it),
+            else "".
         worker: the index of the worker running it, else None; that
             worker's thread is the one to select in the debugger.
         stack: ``File "...", line N, in f`` lines, outermost call first.
@@ -126,7 +127,7 @@ def tasks() -> TaskList:
         a debug console shows) is one block per task, as the deadlock report
         prints them.
     """
-    from curcor._core.runtime import running_runtime
+    from curcor._core.runtime import _wait_describer, running_runtime
 
     rt = running_runtime()
     if rt is None:
@@ -138,7 +139,10 @@ def tasks() -> TaskList:
         if task is not None and w.ident:
             running[id(task)] = w
     frames = sys._current_frames()
-    infos = [_describe(task, running.get(id(task)), frames) for task in _live(sched)]
+    waits = _wait_describer(sched)  # the words `curcor ps` and dumps use
+    infos = [
+        _describe(task, running.get(id(task)), frames, waits) for task in _live(sched)
+    ]
     return TaskList(infos)
 
 
@@ -154,13 +158,14 @@ def _live(sched: Any) -> list[Any]:
     return []
 
 
-def _describe(task: Any, worker: Any, frames: dict[int, Any]) -> TaskInfo:
-    """The ``TaskInfo`` of ``task``; ``worker`` is the one running it, if any."""
+def _describe(task: Any, worker: Any, frames: dict[int, Any], waits: Any) -> TaskInfo:
+    """The ``TaskInfo`` of ``task``; ``worker`` is the one running it, if any;
+    ``waits(task)`` says what a blocked task waits on."""
     from curcor._core.task import BLOCKED, RUNNING, STATE_NAMES, describe_stack
 
     state = task._state
     waiting = task._waiting_on
-    waiting_on = type(waiting).__name__ if waiting is not None else ""
+    waiting_on = waits(task) if waiting is not None else ""
     stack: list[str] = []
     index = None
     if worker is not None and state == RUNNING:
