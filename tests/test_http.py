@@ -18,8 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,44 +26,13 @@ import pytest
 import curcor
 from curcor import net
 from curcor.net import http as h
+from httpkit import StdlibHandler, app, run_curl, serving
 
 pytestmark = pytest.mark.timeout(5)
 
 real = pytest.mark.curcor(clock="real")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "http_hello.py"
-
-
-async def app(request: h.Request) -> h.Response:
-    """The app most tests serve."""
-    if request.path == "/":
-        return h.Response(body="hello")
-    if request.path == "/echo":
-        return h.Response(body=await request.body())
-    if request.path == "/peer":
-        return h.Response(body=str(request.client[1]))
-    if request.path == "/chunks":
-
-        async def parts() -> AsyncIterator[bytes]:
-            for i in range(3):
-                yield f"part{i};".encode()
-
-        return h.Response(body=parts())
-    if request.path == "/boom":
-        raise RuntimeError("the handler broke")
-    if request.path == "/v1/health":
-        return await h.health_handler("1.2.3", weight=7)(request)
-    return h.Response(404, body="not found")
-
-
-@asynccontextmanager
-async def serving(handler=app, **settings):
-    """A server for the block; cancelled (a graceful shutdown) at its end."""
-    async with curcor.TaskGroup() as tg:
-        serve = functools.partial(h.serve_http, handler, **settings)
-        port = await tg.start(serve)
-        yield port
-        tg.cancel_scope.cancel()
 
 
 async def exchange(port: int, data: bytes) -> bytes:
@@ -562,38 +530,9 @@ async def test_stdlib_http_client_against_the_curcor_server():
     assert got[4][1] == b"abcd"
 
 
-class _StdlibHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        if self.path == "/until-close":
-            # No length: the body runs to the close, HTTP/1.0 style.
-            self.send_response(200)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(b"to the end")
-            self.close_connection = True
-            return
-        body = f"stdlib {self.path} {self.client_address[1]}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(201)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[::-1])
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @real
 async def test_the_curcor_client_against_a_stdlib_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StdlibHandler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StdlibHandler)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stdlib"
     )
@@ -620,29 +559,21 @@ async def test_curl_against_the_curcor_server():
     if curl is None:
         pytest.skip("curl is not installed")
 
-    def run_curl(*args: str) -> tuple[int, bytes, bytes]:
-        cmd = [curl, "-sS", "--noproxy", "*", "--max-time", "3", *args]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            out, err = proc.communicate(timeout=4)
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        return proc.returncode, out, err
+    def curl_(*args: str) -> tuple[int, bytes, bytes]:
+        return run_curl(curl, *args)
 
     async with serving() as port:
         base = f"http://127.0.0.1:{port}"
         # Two URLs in one run: the second reuses the connection (0 connects).
         code, out, err = await curcor.to_thread(
-            run_curl, "-w", "|%{http_code}|%{num_connects}\n", f"{base}/", f"{base}/"
+            curl_, "-w", "|%{http_code}|%{num_connects}\n", f"{base}/", f"{base}/"
         )
         assert (code, err) == (0, b""), err
         assert out == b"hello|200|1\nhello|200|0\n"
         # A body over 1 KiB makes curl ask for 100-continue first.
         payload = "y" * 5000
         code, out, err = await curcor.to_thread(
-            run_curl, "--data-binary", payload, f"{base}/echo"
+            curl_, "--data-binary", payload, f"{base}/echo"
         )
         assert (code, err, out) == (0, b"", payload.encode())
 

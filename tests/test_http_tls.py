@@ -13,13 +13,9 @@ import functools
 import http.client
 import os
 import shutil
-import signal
 import ssl
-import subprocess
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -28,6 +24,7 @@ import trustme
 import curcor
 from curcor import net
 from curcor.net import http as h
+from httpkit import StdlibHandler, app, run_curl, serving
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -77,36 +74,6 @@ def resolve_test_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("curcor.net.stream.getaddrinfo", fake)
 
 
-async def app(request: h.Request) -> h.Response:
-    if request.path == "/":
-        return h.Response(body="hello")
-    if request.path == "/echo":
-        return h.Response(body=await request.body())
-    if request.path == "/peer":
-        return h.Response(body=str(request.client[1]))
-    if request.path == "/host":
-        return h.Response(body=request.header("host") or "")
-    if request.path == "/chunks":
-
-        async def parts() -> AsyncIterator[bytes]:
-            for i in range(3):
-                yield f"part{i};".encode()
-
-        return h.Response(body=parts())
-    return h.Response(404, body="not found")
-
-
-@asynccontextmanager
-async def serving(ctx: ssl.SSLContext | None, handler=app, **settings):
-    """An HTTP server (HTTPS with ``ctx``) for the block."""
-    async with curcor.TaskGroup() as tg:
-        port = await tg.start(
-            functools.partial(h.serve_http, handler, ssl=ctx, **settings)
-        )
-        yield port
-        tg.cancel_scope.cancel()
-
-
 # -- the curcor client and server ---------------------------------------------------
 
 
@@ -115,7 +82,7 @@ async def test_https_round_trips_and_keep_alive_between_curcor_client_and_server
     server_ctx, client_ctx
 ):
     payload = os.urandom(3_000_000)  # over the stream's 1 MiB write buffer
-    async with serving(server_ctx, max_body_bytes=4_000_000) as port:
+    async with serving(ssl=server_ctx, max_body_bytes=4_000_000) as port:
         base = f"https://127.0.0.1:{port}"
         async with h.Client(base_url=base, ssl=client_ctx) as c:
             r = await c.get("/")
@@ -135,7 +102,7 @@ async def test_https_round_trips_and_keep_alive_between_curcor_client_and_server
 
 @pytest.mark.curcor(clock="real", maxprocs=2)
 async def test_one_https_client_shared_by_tasks_on_two_workers(server_ctx, client_ctx):
-    async with serving(server_ctx) as port:
+    async with serving(ssl=server_ctx) as port:
         async with h.Client(base_url=f"https://127.0.0.1:{port}", ssl=client_ctx) as c:
 
             async def one(i: int) -> None:
@@ -151,7 +118,7 @@ async def test_one_https_client_shared_by_tasks_on_two_workers(server_ctx, clien
 
 @real
 async def test_the_pool_keeps_http_and_https_connections_apart(server_ctx, client_ctx):
-    async with serving(None) as plain, serving(server_ctx) as tls:
+    async with serving() as plain, serving(ssl=server_ctx) as tls:
         async with h.Client(ssl=client_ctx) as c:
             for _ in range(3):
                 assert (await c.get(f"http://127.0.0.1:{plain}/")).status == 200
@@ -168,7 +135,7 @@ async def test_the_pool_keeps_http_and_https_connections_apart(server_ctx, clien
 async def test_the_client_redials_when_the_server_closed_its_pooled_tls_connection(
     server_ctx, client_ctx
 ):
-    async with serving(server_ctx, idle_timeout=0.1) as port:
+    async with serving(ssl=server_ctx, idle_timeout=0.1) as port:
         async with h.Client(base_url=f"https://127.0.0.1:{port}", ssl=client_ctx) as c:
             first = await (await c.get("/peer")).read()
             await curcor.sleep(0.3)  # the server closes the pooled connection
@@ -211,7 +178,7 @@ async def test_the_client_checks_the_certificate_and_sends_sni_for_the_url_host(
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*NAMES).configure_cert(ctx)
     ctx.sni_callback = lambda sock, name, context: seen.append(name)
-    async with serving(ctx) as port:
+    async with serving(ssl=ctx) as port:
         async with h.Client(ssl=client_ctx) as c:
             r = await c.get(f"https://curcor.test:{port}/host")
             assert await r.read() == f"curcor.test:{port}".encode()
@@ -247,7 +214,7 @@ async def test_stdlib_https_client_against_the_curcor_server(server_ctx, client_
         finally:
             conn.close()
 
-    async with serving(server_ctx) as port:
+    async with serving(ssl=server_ctx) as port:
         version, got = await curcor.to_thread(talk, port)
     assert version is not None and version.startswith("TLSv1")
     assert [status for status, _ in got] == [200] * 5
@@ -256,27 +223,14 @@ async def test_stdlib_https_client_against_the_curcor_server(server_ctx, client_
     assert got[4][1] == b"abcd"
 
 
-def _run_curl(curl: str, *args: str) -> tuple[int, bytes, bytes]:
-    # -q first: ignore any ~/.curlrc.
-    cmd = [curl, "-q", "-sS", "--noproxy", "*", "--max-time", "3", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=5)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, out, err
-
-
 @real
 async def test_curl_against_the_curcor_https_server(server_ctx, ca_file):
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
-    curl_ = functools.partial(_run_curl, curl)
+    curl_ = functools.partial(run_curl, curl)
 
-    async with serving(server_ctx) as port:
+    async with serving(ssl=server_ctx) as port:
         base = f"https://127.0.0.1:{port}"
         # Two URLs in one run: the second reuses the TLS connection.
         code, out, err = await curcor.to_thread(
@@ -319,30 +273,9 @@ async def test_curl_against_the_curcor_https_server(server_ctx, ca_file):
         assert (code, out) == (0, b"hello"), err
 
 
-class _StdlibHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        body = f"stdlib {self.path} {self.client_address[1]}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(201)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[::-1])
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @real
 async def test_the_curcor_client_against_a_stdlib_https_server(server_ctx, client_ctx):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StdlibHandler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StdlibHandler)
     # The handshake runs on the first read, in the connection's thread.
     server.socket = server_ctx.wrap_socket(
         server.socket, server_side=True, do_handshake_on_connect=False
@@ -375,7 +308,7 @@ async def test_a_client_that_does_not_trust_the_ca_gets_a_clear_error(
     server_ctx, client_ctx, trust
 ):
     ctx = None if trust == "system CAs" else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    async with serving(server_ctx) as port:
+    async with serving(ssl=server_ctx) as port:
         async with h.Client(ssl=ctx) as c:
             with pytest.raises(net.TLSError) as info:
                 await c.get(f"https://127.0.0.1:{port}/")
@@ -395,7 +328,7 @@ async def test_a_client_that_does_not_trust_the_ca_gets_a_clear_error(
 async def test_a_certificate_for_another_host_gets_a_clear_error(ca, client_ctx):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("curcor.test").configure_cert(ctx)  # not 127.0.0.1
-    async with serving(ctx) as port:
+    async with serving(ssl=ctx) as port:
         async with h.Client(base_url=f"https://127.0.0.1:{port}", ssl=client_ctx) as c:
             with pytest.raises(net.TLSError) as info:
                 await c.get("/")
@@ -408,7 +341,7 @@ async def test_a_certificate_for_another_host_gets_a_clear_error(ca, client_ctx)
 
 @real
 async def test_https_to_a_plain_http_server_says_to_use_http(client_ctx):
-    async with serving(None) as port:
+    async with serving() as port:
         async with h.Client(ssl=client_ctx, timeout=3) as c:
             with pytest.raises(net.TLSError) as info:
                 await c.get(f"https://127.0.0.1:{port}/")
@@ -438,7 +371,7 @@ async def test_plain_http_on_the_https_port_neither_hangs_nor_stops_the_server(
         finally:
             s.close()
 
-    async with serving(server_ctx, header_timeout=1.0) as port:
+    async with serving(ssl=server_ctx, header_timeout=1.0) as port:
         # One plaintext client says nothing at all, and holds its connection.
         silent = await net.dial_tcp("127.0.0.1", port)
         async with h.Client(base_url=f"https://127.0.0.1:{port}", ssl=client_ctx) as c:
@@ -484,7 +417,7 @@ async def test_an_early_413_over_https_lingers_and_logs_nothing(
     server_ctx, client_ctx, caplog
 ):
     caplog.set_level("ERROR", logger="curcor.http")
-    async with serving(server_ctx, max_body_bytes=1000) as port:
+    async with serving(ssl=server_ctx, max_body_bytes=1000) as port:
         s = await net.dial_tcp("127.0.0.1", port, ssl=client_ctx)
         s.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
         s.write(b"x" * 2000)
