@@ -177,6 +177,31 @@ def serve_trio(ready: Ready) -> None:
 
 
 def server_main(name: str, cpu: int | None) -> int:
+    return run_server(
+        name,
+        cpu,
+        "echo server",
+        lambda ready: {
+            "curcor": lambda: serve_curcor(ready),
+            "curcor-socket": lambda: serve_curcor(ready, raw_socket=True),
+            "asyncio-streams": lambda: serve_asyncio(ready, protocol=False, uv=False),
+            "asyncio-protocol": lambda: serve_asyncio(ready, protocol=True, uv=False),
+            "uvloop-streams": lambda: serve_asyncio(ready, protocol=False, uv=True),
+            "uvloop-protocol": lambda: serve_asyncio(ready, protocol=True, uv=True),
+            "trio": lambda: serve_trio(ready),
+        },
+    )
+
+
+def run_server(
+    name: str,
+    cpu: int | None,
+    what: str,
+    runners: Callable[[Ready], dict[str, Callable[[], None]]],
+) -> int:
+    """Pin to ``cpu``, run server ``name`` from ``runners(ready)``; ``ready``
+    prints the JSON line the harness waits for (shared with http_hello.py).
+    Returns the exit status."""
     cpus = pin(cpu)
 
     def ready(port: int, version: Any) -> None:
@@ -191,20 +216,11 @@ def server_main(name: str, cpu: int | None) -> int:
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
-    runners: dict[str, Callable[[], None]] = {
-        "curcor": lambda: serve_curcor(ready),
-        "curcor-socket": lambda: serve_curcor(ready, raw_socket=True),
-        "asyncio-streams": lambda: serve_asyncio(ready, protocol=False, uv=False),
-        "asyncio-protocol": lambda: serve_asyncio(ready, protocol=True, uv=False),
-        "uvloop-streams": lambda: serve_asyncio(ready, protocol=False, uv=True),
-        "uvloop-protocol": lambda: serve_asyncio(ready, protocol=True, uv=True),
-        "trio": lambda: serve_trio(ready),
-    }
     try:
-        runners[name]()
+        runners(ready)[name]()
     except (ImportError, ModuleNotFoundError) as exc:
         traceback.print_exc()
-        print(f"echo server {name}: unavailable: {exc}", file=sys.stderr)
+        print(f"{what} {name}: unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 0
@@ -244,13 +260,23 @@ class Generator:
 
 
 def client_main(args: argparse.Namespace) -> int:
+    return run_client(args, {"size": args.size}, _client)
+
+
+def run_client(
+    args: argparse.Namespace,
+    extra: dict[str, Any],
+    client: Callable[[argparse.Namespace], Any],
+) -> int:
+    """Pin, run ``client(args)`` on uvloop (else asyncio) and print the run's
+    JSON record with ``extra`` in it (shared with http_hello.py)."""
     cpus = pin(args.cpu)
     record: dict[str, Any] = {
         "role": "client",
         "pid": os.getpid(),
         "cpus": cpus,
         "conns": args.conns,
-        "size": args.size,
+        **extra,
         "seconds": args.seconds,
         "warmup": args.warmup,
         "python": platform.python_version(),
@@ -267,7 +293,7 @@ def client_main(args: argparse.Namespace) -> int:
         runner = asyncio.run
         record["loop"] = f"asyncio {platform.python_version()}"
     try:
-        record.update(runner(_client(args)))
+        record.update(runner(client(args)))
     except BaseException as exc:
         traceback.print_exc()
         record["error"] = f"{type(exc).__name__}: {exc}"

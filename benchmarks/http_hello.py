@@ -43,17 +43,13 @@ runtime cannot be imported.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-from echo import HOST, pin, proc_cpu_s
+from echo import HOST, proc_cpu_s, run_client, run_server
 
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
@@ -167,69 +163,23 @@ def serve_asyncio(ready: Ready, *, uv: bool) -> None:
 
 
 def server_main(name: str, cpu: int | None) -> int:
-    cpus = pin(cpu)
-
-    def ready(port: int, version: Any) -> None:
-        line = {
-            "port": port,
-            "pid": os.getpid(),
-            "server": name,
-            "cpus": cpus,
-            "runtime_version": version,
-            "python": platform.python_version(),
-        }
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
-
-    runners: dict[str, Callable[[], None]] = {
-        "curcor": lambda: serve_curcor(ready),
-        "asyncio-h11": lambda: serve_asyncio(ready, uv=False),
-        "uvloop-h11": lambda: serve_asyncio(ready, uv=True),
-    }
-    try:
-        runners[name]()
-    except (ImportError, ModuleNotFoundError) as exc:
-        traceback.print_exc()
-        print(f"http server {name}: unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_server(
+        name,
+        cpu,
+        "http server",
+        lambda ready: {
+            "curcor": lambda: serve_curcor(ready),
+            "asyncio-h11": lambda: serve_asyncio(ready, uv=False),
+            "uvloop-h11": lambda: serve_asyncio(ready, uv=True),
+        },
+    )
 
 
 # ------------------------------------------------------------- load generator
 
 
 def client_main(args: argparse.Namespace) -> int:
-    cpus = pin(args.cpu)
-    record: dict[str, Any] = {
-        "role": "client",
-        "pid": os.getpid(),
-        "cpus": cpus,
-        "conns": args.conns,
-        "seconds": args.seconds,
-        "warmup": args.warmup,
-        "python": platform.python_version(),
-        "ok": False,
-    }
-    try:
-        import uvloop
-
-        runner: Callable[[Any], Any] = uvloop.run
-        record["loop"] = f"uvloop {uvloop.__version__}"
-    except ImportError:
-        import asyncio
-
-        runner = asyncio.run
-        record["loop"] = f"asyncio {platform.python_version()}"
-    try:
-        record.update(runner(_client(args)))
-    except BaseException as exc:
-        traceback.print_exc()
-        record["error"] = f"{type(exc).__name__}: {exc}"
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
-    return 0 if record["ok"] else EXIT_FAILED
+    return run_client(args, {}, _client)
 
 
 def content_length(head: bytes) -> int | None:
