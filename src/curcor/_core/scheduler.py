@@ -231,7 +231,7 @@ class Worker:
         # (documented thread-safe, also on free-threaded builds), so no lock.
         self.local: deque[Task] = deque()
         # Owner-only: runnext, current, free and the counters. ``steps`` is
-        # written back by the loop every 64 steps and when it goes idle.
+        # written at every step (sysmon reads it to tell a long step).
         self.runnext: Task | None = None
         self.current: Task | None = None
         self.free: list[Task] = []
@@ -353,7 +353,7 @@ class Worker:
         append = local.append
         sched = self.sched
         streak = 0  # runnext hand-offs in a row
-        steps = self.steps  # written back every TICK_MASK + 1 steps
+        steps = self.steps  # counted here, published at every step
         while True:
             # Stage 1: pick a task: runnext, the local queue, the slow path.
             # After RUNNEXT_STREAK_MAX hand-offs in a row, runnext waits its
@@ -370,7 +370,6 @@ class Worker:
                 try:
                     task = popleft()
                 except IndexError:
-                    self.steps = steps
                     task = self._find_task()
                     if task is None:
                         return True
@@ -427,7 +426,6 @@ class Worker:
 
             # Stage 4: a context-less task wrote a context variable.
             if ctx is None and base:
-                self.steps = steps
                 if task is not None and task._ctx is None:
                     task._ctx = base
                 return False
