@@ -63,6 +63,30 @@ def test_a_blocked_worker_hands_its_queue_to_another_worker():
     assert stats.workers[0].handoffs + stats.workers[1].handoffs == 1
 
 
+def test_once_the_block_ends_one_worker_runs_the_tasks_again():
+    # GIL build: after the hand-off, two workers running tasks only trade
+    # the interpreter; one stands down and the rest runs on a single thread.
+    async def main() -> list[int]:
+        seen: list[int] = []
+
+        async def busy() -> None:
+            for _ in range(5000):
+                seen.append(threading.get_ident())
+                await curcor.sleep(0)
+
+        tasks = [curcor.go(busy()) for _ in range(200)]
+        time.sleep(BLOCK)  # worker 0 is stuck: its queue goes to worker 1
+        for task in tasks:
+            await task.join()
+        return seen
+
+    seen = curcor.run(main(), config=config(2))
+    stats = curcor.stats()
+    assert sum(w.handoffs for w in stats.workers) == 1
+    assert sum(w.standdowns for w in stats.workers) >= 1
+    assert len(set(seen[-10_000:])) == 1
+
+
 def test_a_cpu_hog_is_preempted_like_a_blocking_call():
     times, ended = run_blocker(lambda: spin(BLOCK), config(2))
     assert times and times[0] < ended

@@ -7,6 +7,7 @@ returns the main task's value. Only one runtime runs in a process at a time.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -15,6 +16,7 @@ import threading
 import time
 from types import CoroutineType
 
+from . import task as task_module
 from .cancel import cancel_task as _cancel_in
 from .errors import (
     Cancelled,
@@ -129,9 +131,9 @@ class Runtime:
             self.sched.spread = spread
             for w in self.sched.workers:
                 w.spread = spread
-        self.sched.task_ended = self._task_ended  # type: ignore[method-assign]
-        self.sched.task_failed = self._task_failed  # type: ignore[method-assign]
-        self.sched.late_spawn = self._late_spawn  # type: ignore[method-assign]
+        self.sched.task_ended = self._task_ended
+        self.sched.task_failed = self._task_failed
+        self.sched.late_spawn = self._late_spawn
         self.sched.on_all_blocked = self._on_all_blocked
         self.sched.outside_work_hook = self._take_signals
         from .mempool import BufferPool
@@ -834,11 +836,13 @@ def _abort_join(task: Task, waiter: Task) -> bool:
         return end_wait(waiter, task)
 
 
-Task._abort = _abort_join  # type: ignore[attr-defined]
-# ``task.join()`` is ``join_task(task)`` itself: no second coroutine frame
-# and no import per call on a path every structured program takes.
+task_module.HOOKS[:] = [join_task, _abort_join]
+# ``task.join()`` is ``join_task(task)`` itself: no second call on a path
+# every structured program takes. A compiled build's Task class is closed
+# to assignment; its ``join`` calls ``join_task`` through ``HOOKS``.
 join_task.__name__ = join_task.__qualname__ = "join"
-Task.join = join_task  # type: ignore[method-assign,assignment]
+with contextlib.suppress(TypeError, AttributeError):
+    Task.join = join_task  # type: ignore[method-assign,assignment]
 
 
 def take_result(task: Task) -> Any:
@@ -885,6 +889,7 @@ def snapshot(rt: Runtime | None) -> Any:
             steps=w.steps,
             steals=w.steals,
             handoffs=w.handoffs,
+            standdowns=w.standdowns,
             parks=w.parks,
             queued=len(w.local) + (w.runnext is not None),
             stuck=w.stuck,

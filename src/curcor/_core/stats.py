@@ -13,6 +13,7 @@ class WorkerStats:
     steps: int = 0  # task steps run
     steals: int = 0  # successful steals from other workers
     handoffs: int = 0  # queues handed to others by sysmon (preemption)
+    standdowns: int = 0  # times it gave its queue to another worker and parked
     parks: int = 0  # times it went idle
     queued: int = 0  # tasks in its run queue now
     stuck: bool = False  # now: sysmon found its current step over preempt_ms

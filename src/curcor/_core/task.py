@@ -18,6 +18,11 @@ TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
     from typing import Any
 
+# ``runtime.py`` fills these at import: join_task(task) and
+# abort_join(task, waiter). (A list rather than two globals set from outside:
+# a compiled build reads it the same way.)
+HOOKS: list[Any] = [None, None]
+
 # Task states. A record moves FREE -> RUNNABLE <-> RUNNING <-> BLOCKED -> DONE
 # -> FREE. Only the worker that runs the task, or a waker that won the right
 # to wake it (see "The wait protocol" in scheduler.py), changes the state.
@@ -117,18 +122,23 @@ class Task:
 
         return cancel_task(self)
 
-    async def join(self) -> Any:
-        """Wait for the task to finish and return its value.
+    def join(self) -> Any:
+        """Wait for the task to finish and return its value:
+        ``await task.join()``.
 
-        (``runtime.py`` installs ``join_task`` in this method's place, one
-        coroutine frame instead of two; this body is the same operation.)
+        (In a pure-Python install ``runtime.py`` puts ``join_task`` itself
+        in this method's place, one call fewer; a compiled build keeps this
+        body, which returns the same coroutine.)
 
         Raises:
             The task's exception, or ``Cancelled`` if it was cancelled.
         """
-        from .runtime import join_task
+        return HOOKS[0](self)
 
-        return await join_task(self)
+    def _abort(self, waiter: Task) -> bool:
+        """End ``waiter``'s join of this task (cancellation; see
+        "The wait protocol" in scheduler.py)."""
+        return bool(HOOKS[1](self, waiter))
 
     def result(self) -> Any:
         """The value of a finished task (raises its error, like ``join``).
