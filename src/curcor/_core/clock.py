@@ -12,7 +12,7 @@ import types
 
 from .chan import Channel
 from .errors import Cancelled, RuntimeMisuse, WouldBlock
-from .scheduler import YIELD, YIELD_NOW
+from .scheduler import YIELD, YIELD_NOW, _tls
 from .traps import park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
@@ -37,10 +37,15 @@ def sleep(seconds: float) -> Any:
         Cancelled: an enclosing scope was cancelled.
     """
     if (type(seconds) is int or type(seconds) is float) and seconds <= 0:
-        # sleep(0) allocates nothing: a shared awaitable (see YieldNow). The
-        # cancellation check happens here, in the task that calls it.
-        task = worker_and_task("curcor.sleep()")[1]
-        if task._cancel_pending:
+        # sleep(0) runs no Python frame: a shared awaitable (see YieldNow).
+        # The cancellation check happens here, in the task that calls it.
+        try:
+            task = _tls.worker.current
+        except AttributeError:
+            task = None
+        if task is None:
+            worker_and_task("curcor.sleep()")  # raises the misuse error
+        elif task._cancel_pending:
             raise Cancelled()
         return YIELD_NOW
     return _sleep(_seconds(seconds, "curcor.sleep()"))

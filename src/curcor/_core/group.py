@@ -106,7 +106,7 @@ class TaskGroup:
                 "TaskGroup.go() on a group that is not open; call it inside "
                 "`async with curcor.TaskGroup() as tg:`"
             )
-        _check_coroutine(coro, "TaskGroup.go()")
+        coro = _check_coroutine(coro, "TaskGroup.go()")
         w, _parent = worker_and_task("TaskGroup.go()")
         sched = w.sched
         with self._lock:

@@ -26,7 +26,7 @@ from .errors import (
     ThreadCreateError,
     without_frames,
 )
-from .scheduler import Scheduler, Worker, _tls, current_worker
+from .scheduler import Scheduler, Worker, YieldNow, _tls, current_worker
 from .task import DONE, FREE, RUNNABLE, Task, describe_stack
 from .timers import Clock
 from .traps import end_wait, park, worker_and_task
@@ -517,9 +517,13 @@ def _start_workers(rt: Runtime) -> None:
         started.append(t)
 
 
-def _check_coroutine(coro: Any, api: str) -> None:
+def _check_coroutine(coro: Any, api: str) -> Any:
+    """The coroutine a task for ``coro`` steps: ``coro`` itself, or a wrapper
+    for ``curcor.sleep(0)``'s awaitable; TypeError for anything else."""
     if hasattr(coro, "send") and hasattr(coro, "throw"):
-        return
+        return coro
+    if type(coro) is YieldNow:
+        return _await_once(coro)
     if callable(coro):
         name = getattr(coro, "__name__", "fn")
         raise TypeError(
@@ -530,6 +534,11 @@ def _check_coroutine(coro: Any, api: str) -> None:
         f"{api} takes a coroutine object (the result of calling an async def "
         f"function), not {type(coro).__name__}"
     )
+
+
+async def _await_once(awaitable: Any) -> Any:
+    """Step an awaitable as a task's coroutine (``go(curcor.sleep(0))``)."""
+    return await awaitable
 
 
 def run(
@@ -558,7 +567,7 @@ def run(
         ``ConfigError`` or ``ThreadCreateError`` when boot fails.
     """
     global _running, _run_called
-    _check_coroutine(coro, "curcor.run()")
+    coro = _check_coroutine(coro, "curcor.run()")
     try:
         _check_run_arguments(clock, seed)
     except TypeError:
@@ -784,7 +793,7 @@ def go(coro: Any, name: str | None = None) -> Task:
             "curcor.from_thread() from a plain thread"
         )
     if type(coro) is not CoroutineType:
-        _check_coroutine(coro, "curcor.go()")
+        coro = _check_coroutine(coro, "curcor.go()")
     if name is not None and type(name) is not str:
         if hasattr(coro, "close"):
             coro.close()
@@ -840,8 +849,8 @@ task_module.HOOKS[:] = [join_task, _abort_join]
 # ``task.join()`` is ``join_task(task)`` itself: no second call on a path
 # every structured program takes. A compiled build's Task class is closed
 # to assignment; its ``join`` calls ``join_task`` through ``HOOKS``.
-join_task.__name__ = join_task.__qualname__ = "join"
 with contextlib.suppress(TypeError, AttributeError):
+    join_task.__name__ = join_task.__qualname__ = "join"
     Task.join = join_task  # type: ignore[method-assign,assignment]
 
 
