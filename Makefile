@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_TIMEOUT ?= 900
 
-.PHONY: run run-net test test-all lint bench-quick bench bench-net clean lock
+.PHONY: run run-net test test-all test-compiled compiled lint bench-quick bench bench-net clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,9 +31,19 @@ test-all:
 	  $(MAKE) --no-print-directory test VENV=.venv-$$v PYTHON=$$(.ci/find-python $$v) || exit 1; \
 	done
 
+# The optional compiled hot path (tools/mypyc_build.py): build/mypyc holds a
+# copy of src/curcor with the scheduler, task and runtime modules compiled by
+# mypyc. Nothing else changes: without build/mypyc on PYTHONPATH curcor is
+# pure Python. test-compiled runs the whole suite against that build.
+compiled: $(STAMP)
+	$(PY) tools/mypyc_build.py --out build/mypyc
+
+test-compiled: compiled
+	EXPECT_COMPILED=1 PYTHONPATH=build/mypyc $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools
 	$(VENV)/bin/mypy
 
 # The benchmark suite (benchmarks/README.md): JSON, Markdown and PNG plots in

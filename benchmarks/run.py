@@ -57,9 +57,12 @@ import workloads as wl  # noqa: E402  (the sizes and names, nothing else)
 # CURCOR_MAXPROCS=N; plain curcor uses the default (usable CPUs). floor is
 # benchmarks/floor.py with curcor's governed GC settings, floor-defgc the same
 # with CPython's default GC. go is benchmarks/go, built when `go` is on PATH.
+# curcor-mypyc is curcor-p2 with the optional compiled hot path
+# (tools/mypyc_build.py, built into a temporary directory before the runs).
 ALL_RUNTIMES = (
     "curcor-p1",
     "curcor-p2",
+    "curcor-mypyc",
     "asyncio",
     "uvloop",
     "trio",
@@ -68,7 +71,9 @@ ALL_RUNTIMES = (
     "go",
 )
 KNOWN_RUNTIMES = ("curcor", *ALL_RUNTIMES)
-QUICK_RUNTIMES = ("curcor", "asyncio", "floor")
+QUICK_RUNTIMES = ("curcor", "curcor-mypyc", "asyncio", "floor")
+MYPYC = "curcor-mypyc"
+MYPYC_BUILD_TIMEOUT = 300.0
 DEFAULT_WORKLOADS = ",".join(
     [
         "spawn:100000",
@@ -210,9 +215,13 @@ def plan_cell(workload: str, n: int, runtime: str) -> Cell | None:
     child = runtime
     if runtime.startswith("curcor-p"):
         child, maxprocs = "curcor", runtime.removeprefix("curcor-p")
+    if runtime == MYPYC:
+        child, maxprocs = "curcor", "2"
     if workload in wl.PROCESS_WORKLOADS:
         if runtime == "floor-defgc" or (workload == "version" and child != "curcor"):
             return None
+        if runtime == MYPYC:
+            return Cell(workload, n, MYPYC, child="curcor")
         if child == "curcor":
             return Cell(workload, n, "curcor")
     return Cell(workload, n, runtime, maxprocs, child=child)
@@ -267,11 +276,19 @@ def run_child(
     cell: Cell,
     timeout: float,
     go_bin: str | None = None,
+    mypyc_dir: str | None = None,
 ) -> tuple[dict[str, Any], int | None]:
     """One run in a fresh process. Never raises for a failing child."""
     env = dict(os.environ)
     if cell.maxprocs is not None:
         env["CURCOR_MAXPROCS"] = cell.maxprocs
+    if cell.runtime == MYPYC:
+        # The compiled build first on the path; workloads.py refuses to run
+        # (EXPECT_COMPILED) if the pure-Python curcor loads instead.
+        assert mypyc_dir is not None
+        paths = [mypyc_dir, *filter(None, [env.get("PYTHONPATH")])]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env["EXPECT_COMPILED"] = "1"
     workload, n = cell.workload, cell.n
     if cell.child == "go" and workload not in wl.PROCESS_WORKLOADS:
         assert go_bin is not None
@@ -328,6 +345,28 @@ def run_child(
             record["error"] = f"exit {proc.returncode}: {why}"
         record["stderr_tail"] = err[-4000:]
     return {**base, **record}, proc.returncode
+
+
+def build_mypyc(tmpdir: str) -> tuple[str | None, str]:
+    """Build the compiled hot path into ``tmpdir``: (its directory or None,
+    a line saying so). Uses tools/mypyc_build.py; needs mypy and a C
+    compiler, and skips the curcor-mypyc column without them."""
+    out = str(Path(tmpdir) / "mypyc")
+    tool = HERE.parent / "tools" / "mypyc_build.py"
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(tool), "--out", out],
+            capture_output=True,
+            text=True,
+            timeout=MYPYC_BUILD_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"{MYPYC}: skipped (the build took over {MYPYC_BUILD_TIMEOUT:g} s)"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"{MYPYC}: skipped (tools/mypyc_build.py failed: {last})"
+    return out, f"{MYPYC}: built with mypyc into {out}"
 
 
 def build_go(tmpdir: str) -> tuple[str | None, str]:
@@ -1121,10 +1160,18 @@ def main_cpu(
             if go_bin is None:
                 runtimes.remove("go")
                 notes.append(note)
+        mypyc_dir = None
+        if MYPYC in runtimes:
+            print(f"# building {MYPYC} ...", file=sys.stderr)
+            mypyc_dir, note = build_mypyc(tmpdir)
+            print(f"# {note}", file=sys.stderr)
+            if mypyc_dir is None:
+                runtimes.remove(MYPYC)
+                notes.append(note)
         cells = plan_cells(workloads, runtimes, maxprocs_values)
         started = time.perf_counter()
         started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        _run_cells(args, cells, runs, go_bin)
+        _run_cells(args, cells, runs, go_bin, mypyc_dir)
     elapsed = time.perf_counter() - started
     print(f"# done in {elapsed:.0f} s", file=sys.stderr)
     print()
@@ -1194,7 +1241,11 @@ def main_cpu(
 
 
 def _run_cells(
-    args: argparse.Namespace, cells: list[Cell], runs: int, go_bin: str | None
+    args: argparse.Namespace,
+    cells: list[Cell],
+    runs: int,
+    go_bin: str | None,
+    mypyc_dir: str | None = None,
 ) -> None:
     """Interleaved: run 1 of every cell, then run 2, ...; fills ``cells``."""
     unavailable: dict[str, str] = {}
@@ -1218,7 +1269,7 @@ def _run_cells(
                     f"{prefix}: skipped ({cell.runtime} unavailable)", file=sys.stderr
                 )
                 continue
-            record, rc = run_child(args.python, cell, args.timeout, go_bin)
+            record, rc = run_child(args.python, cell, args.timeout, go_bin, mypyc_dir)
             cell.runs.append(record)
             if record["ok"]:
                 gc_s = record.get("gc_s")

@@ -108,6 +108,14 @@ def _import_curcor() -> Any:
         # Not installed in this interpreter: use the checkout's src/ layout.
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
         import curcor
+    if os.environ.get("EXPECT_COMPILED") == "1":
+        from curcor._core import scheduler
+
+        if str(scheduler.__file__).endswith(".py"):
+            raise ImportError(
+                f"the compiled build was expected, but {scheduler.__file__} loaded"
+                " (build it with tools/mypyc_build.py and put it on PYTHONPATH)"
+            )
     if not hasattr(curcor, "run"):  # e.g. src/curcor without its __init__ yet
         where = list(getattr(curcor, "__path__", [])) or curcor.__file__
         raise ImportError(f"curcor at {where} has no run() (runtime not built)")
@@ -1035,6 +1043,10 @@ def main(argv: list[str] | None = None) -> int:
         record["runtime_version"] = platform.python_version()
     if args.runtime == "curcor":
         record["curcor_file"] = getattr(module, "__file__", None)
+        from curcor._core import scheduler
+
+        compiled = not str(scheduler.__file__).endswith(".py")
+        record["curcor_hot_path"] = "mypyc" if compiled else "python"
     family = "floor" if args.runtime.startswith("floor") else args.runtime
     workload = globals()[f"{family}_{args.workload}"]
 

@@ -12,8 +12,8 @@ import types
 
 from .chan import Channel
 from .errors import Cancelled, RuntimeMisuse, WouldBlock
-from .scheduler import YIELD, YIELD_NOW, _tls
-from .traps import park, worker_and_task
+from .scheduler import YIELD, _tls
+from .traps import YIELD_NOW, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:

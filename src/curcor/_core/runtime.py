@@ -26,10 +26,10 @@ from .errors import (
     ThreadCreateError,
     without_frames,
 )
-from .scheduler import Scheduler, Worker, YieldNow, _tls, current_worker
+from .scheduler import Scheduler, Worker, _tls, current_worker
 from .task import DONE, FREE, RUNNABLE, Task, describe_stack
 from .timers import Clock
-from .traps import end_wait, park, worker_and_task
+from .traps import YieldNow, end_wait, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -456,7 +456,8 @@ def _trim_runtime_frames(exc: BaseException) -> None:
     """Drop the runtime's own frames from ``exc``'s traceback: the worker
     loop that led into a task, and the join that carried a child's error to
     its parent."""
-    core = os.path.dirname(os.path.abspath(__file__))
+    # A compiled build's frames name their file relative to the build root.
+    core = (os.path.dirname(os.path.abspath(__file__)), "curcor/_core/")
     tb = exc.__traceback__
     if tb is not None:
         exc.__traceback__ = without_frames(tb, lambda f: f.startswith(core))
@@ -546,7 +547,7 @@ def run(
     *,
     config: Any = None,
     clock: Clock | None = None,
-    seed: int | None = None,
+    seed: Any = None,  # (Any: see go(); checked by _check_run_arguments)
     spread: bool | None = None,
 ) -> Any:
     """Boot the runtime, run ``coro`` as the main task, shut down, return its value.
@@ -770,7 +771,9 @@ def _gc_end(rt: Runtime, saved: Any) -> None:
 # -- the API the public modules wrap ------------------------------------------
 
 
-def go(coro: Any, name: str | None = None) -> Task:
+# (``name: Any``, not ``str | None``: a compiled build checks annotations at the
+# call, before the clearer error below could be raised.)
+def go(coro: Any, name: Any = None) -> Task:
     """Start ``coro`` as a detached task (Go's ``go``) and return its handle.
 
     ``curcor.go(worker(i))`` — note the call: pass the coroutine object.

@@ -53,7 +53,7 @@ starve behind a busy queue. A task woken by a task goes to the waker's
 ``runnext`` (ping-pong stays on one thread); after 64 runnext picks in a row
 the loop sends runnext to the queue's tail and takes the head instead, so a
 pair cannot starve others. ``sleep(0)`` awaits a shared awaitable
-(``YieldNow``) whose ``__await__`` is a C method, rather than a generator.
+(``traps.YieldNow``) whose ``__await__`` is a C method, rather than a generator.
 
 The wait protocol (how a task blocks and is woken; numbered as used)
 ----------------------------------------------------------------------
@@ -135,29 +135,6 @@ if TYPE_CHECKING:
 YIELD = "curcor.yield"
 _LockType = type(threading.Lock())
 
-# What ``await YIELD_NOW`` iterates: the one trap, then the end.
-_YIELD_ONCE = (YIELD,)
-
-
-class YieldNow:
-    """An awaitable that yields YIELD once: ``await YIELD_NOW``.
-
-    Its ``__await__`` is the ``__iter__`` of the tuple ``(YIELD,)``, a C
-    method, so no Python frame runs: each await gets a tuple iterator (48
-    bytes, freed when the await ends) that yields the trap, and the worker
-    resumes the task with None, which ends it. A thrown exception (a
-    cancellation) is raised at the ``await``, since the iterator has no
-    ``throw``. Measured per ``sleep(0)``: 96 ns, against 313 ns for an
-    object with Python ``__next__`` and ``send`` and 134 ns for a generator
-    (about 200 bytes each).
-    """
-
-    __slots__ = ()
-
-    __await__ = _YIELD_ONCE.__iter__
-
-
-YIELD_NOW = YieldNow()
 
 # Steps between looks at the global queue, signals and timers. Arbitrary;
 # Go uses 61. A power of two keeps the check a mask.
@@ -203,15 +180,6 @@ _tls = threading.local()
 def current_worker() -> Worker | None:
     """The worker running on this thread, or None outside the runtime."""
     return getattr(_tls, "worker", None)
-
-
-class ShuffledDeque(deque):
-    """A run queue for shuffle mode (tests): each append lands at random."""
-
-    rng: Any = None
-
-    def append(self, task: Any) -> None:
-        self.insert(self.rng.randrange(len(self) + 1), task)
 
 
 class Worker:
@@ -645,9 +613,11 @@ class Scheduler:
         if seed is not None:
             import random
 
+            from .traps import ShuffledDeque
+
             for w in self.workers:
                 w.rng = random.Random(seed * 7919 + w.index)
-                w.local = ShuffledDeque()
+                w.local = ShuffledDeque()  # (its module is never compiled)
                 w.local.rng = w.rng
         self.seed = seed
 

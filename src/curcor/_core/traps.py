@@ -11,12 +11,51 @@ import types
 from collections import deque
 
 from .errors import Cancelled, RuntimeMisuse
-from .scheduler import YIELD_NOW, Worker, _tls
+from .scheduler import YIELD, Worker, _tls
 from .task import Task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
     from typing import Any
+
+
+# What ``await YIELD_NOW`` iterates: the one trap, then the end.
+_YIELD_ONCE = (YIELD,)
+
+
+class YieldNow:
+    """An awaitable that yields YIELD once: ``await YIELD_NOW``.
+
+    Its ``__await__`` is the ``__iter__`` of the tuple ``(YIELD,)``, a C
+    method, so no Python frame runs: each await gets a tuple iterator (48
+    bytes, freed when the await ends) that yields the trap, and the worker
+    resumes the task with None, which ends it. A thrown exception (a
+    cancellation) is raised at the ``await``, since the iterator has no
+    ``throw``. Measured per ``sleep(0)``: 96 ns, against 313 ns for an
+    object with Python ``__next__`` and ``send`` and 134 ns for a generator
+    (about 200 bytes each).
+    """
+
+    __slots__ = ()
+
+    __await__ = _YIELD_ONCE.__iter__
+
+
+# (Here, not in scheduler.py: a compiled build compiles that module, and a
+# compiled class cannot take a C method as its ``__await__``.)
+YIELD_NOW = YieldNow()
+
+
+class ShuffledDeque(deque):
+    """A run queue for shuffle mode (tests): each append lands at random.
+
+    (Here rather than in scheduler.py, for the reason given at YIELD_NOW.)
+    """
+
+    rng: Any = None
+
+    def append(self, task: Any) -> None:
+        self.insert(self.rng.randrange(len(self) + 1), task)
 
 
 def worker_and_task(what: str) -> tuple[Worker, Task]:

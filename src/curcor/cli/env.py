@@ -70,11 +70,27 @@ def describe_python() -> dict[str, object]:
     }
 
 
+def describe_hot_path() -> str:
+    """Whether curcor's hot path runs as Python or was compiled with mypyc
+    (``tools/mypyc_build.py``), naming the compiled modules."""
+    from curcor._core import runtime, scheduler, task
+
+    compiled = [
+        m.__name__.rsplit(".", 1)[1]
+        for m in (task, scheduler, runtime)
+        if not str(m.__file__).endswith(".py")
+    ]
+    if compiled:
+        return f"compiled with mypyc ({', '.join(compiled)})"
+    return "pure Python"
+
+
 def render_text(config: Config, root: str | None) -> str:
     """The configuration as TOML lines, each source in a trailing comment."""
     python = describe_python()
     lines = [
         f"# python: {python['version']}, {python['build']}",
+        f"# hot path: {describe_hot_path()}",
         f"# root: {root or '(none: no curcor.toml or pyproject.toml found)'}",
     ]
     pairs = [f"{name} = {_toml_value(name, value)}" for name, value in config]
@@ -99,7 +115,12 @@ def render_json(config: Config, root: str | None) -> str:
         name: {"value": value, "source": config.sources[name]} for name, value in config
     }
     keys["scheduler"]["resolved"] = resolve_backend(config.scheduler)
-    document = {"python": describe_python(), "root": root, "keys": keys}
+    document = {
+        "python": describe_python(),
+        "hot_path": describe_hot_path(),
+        "root": root,
+        "keys": keys,
+    }
     return json.dumps(document, indent=2)
 
 

@@ -451,7 +451,14 @@ _CURCOR_DIRS = tuple(
 # Where runpy and importlib live when they are not frozen into the binary.
 _STDLIB = os.path.dirname(os.__file__)
 _RUNPY = os.path.join(_STDLIB, "runpy.py")
-_LOADER_DIRS = (*_CURCOR_DIRS, os.path.join(_STDLIB, "importlib") + os.sep)
+# A compiled build (tools/mypyc_build.py) names its frames' files relative to
+# the build root.
+_COMPILED = "curcor/_core/"
+_LOADER_DIRS = (
+    *_CURCOR_DIRS,
+    _COMPILED,
+    os.path.join(_STDLIB, "importlib") + os.sep,
+)
 
 
 def _print_traceback(exc: BaseException) -> None:
