@@ -707,3 +707,60 @@ def test_run_closes_the_coroutines_of_abandoned_tasks():
         assert coro.cr_frame is None
     finally:
         _close_quietly(coro)
+
+
+def _live_task_names() -> list[str]:
+    from curcor._core import runtime
+
+    assert runtime._running is not None
+    return [t.name.rsplit(".", 1)[-1] for t in runtime._running.sched.tasks()]
+
+
+def test_the_task_list_holds_exactly_the_started_and_unfinished_tasks():
+    async def wait(event):
+        await event.wait()
+
+    async def quick():
+        return 1
+
+    async def main():
+        event = curcor.Event()
+        finished = [curcor.go(quick(), name=f"done-{i}") for i in range(300)]
+        blocked = [curcor.go(wait(event), name=f"blocked-{i}") for i in range(300)]
+        for t in finished:
+            await t.join()
+        await wait_all_tasks_blocked()
+        names = _live_task_names()
+        event.set()
+        for t in blocked:
+            await t.join()
+        return names, _live_task_names()
+
+    names, after = curcor.run(main())
+    assert sorted(names) == sorted([*(f"blocked-{i}" for i in range(300)), "main-1"])
+    assert names[0] == "main-1"  # in id order
+    assert after == ["main-1"]
+
+
+def test_a_task_abandoned_by_one_run_is_not_listed_by_the_next():
+    kept = []  # its handle outlives the run
+
+    async def stubborn():
+        try:
+            await curcor.Event().wait()
+        finally:
+            with curcor.CancelScope(shield=True):
+                await curcor.sleep(10_000)
+
+    async def main():
+        kept.append(curcor.go(stubborn(), name="stubborn"))
+        await curcor.sleep(1)
+
+    config = load_config(env={}, flags={"maxprocs": "1", "shutdown_grace": "3"})
+    curcor.run(main(), config=config, clock=FakeClock())
+    assert kept[0].done() and kept[0].cancelled()
+
+    async def second():
+        return _live_task_names()
+
+    assert curcor.run(second()) == ["second-1"]

@@ -147,15 +147,8 @@ def tasks() -> TaskList:
 
 
 def _live(sched: Any) -> list[Any]:
-    """The scheduler's live tasks, by id (copied without its lock: retried
-    if a worker changes the set meanwhile)."""
-    for _ in range(10):
-        try:
-            found = list(sched.all_tasks)
-        except RuntimeError:  # the set changed size during the copy
-            continue
-        return sorted(found, key=lambda t: t._id)
-    return []
+    """The scheduler's live tasks, by id."""
+    return list(sched.tasks())
 
 
 def _describe(task: Any, worker: Any, frames: dict[int, Any], waits: Any) -> TaskInfo:

@@ -33,9 +33,9 @@ file. A refused peer gets a JSON error saying why.
 
 Reading the tasks
 -----------------
-The tasks are read from this thread while workers run them: ``all_tasks``
-is copied first (its lock rule, scheduler.py), and each task's fields are
-read once, without locks. A task may finish, or its record be reused,
+The tasks are read from this thread while workers run them: the list comes
+from ``Scheduler.tasks()`` (a scan of the collector's objects), and each
+task's fields are read once, without locks. A task may finish, or its record be reused,
 while it is described; the answer is then a little stale, never an error.
 """
 
@@ -205,7 +205,7 @@ class ControlServer:
         running = {w.current: w.index for w in list(sched.workers) if w.current}
         look = _Look(sched)
         out = []
-        for task in sorted(_all_tasks(sched), key=lambda t: t._id):
+        for task in sched.tasks():
             state = task._state
             if state in (DONE, FREE):
                 continue
@@ -236,7 +236,7 @@ class ControlServer:
 
         by_state: dict[int, int] = {}
         by_type: dict[type, int] = {}
-        for task in _all_tasks(self.sched):
+        for task in self.sched.tasks():
             state = task._state
             by_state[state] = by_state.get(state, 0) + 1
             obj = task._waiting_on
@@ -349,17 +349,6 @@ def _read_line(conn: socket.socket) -> bytes | None:
 
 
 # -- describing tasks -----------------------------------------------------------
-
-
-def _all_tasks(sched: Any) -> list[Any]:
-    """A copy of ``all_tasks``; retried if a free-threaded build saw it
-    change mid-copy (bounded: an empty list after that)."""
-    for _ in range(10):
-        try:
-            return list(sched.all_tasks)
-        except RuntimeError:
-            continue
-    return []
 
 
 def _name(task: Any) -> str:

@@ -243,8 +243,12 @@ class Runtime:
         """Main returned: cancel the tasks left, give them the grace period."""
         self.draining = True
         self.sched.draining = True
-        rest = [t for t in list(self.sched.all_tasks) if t is not self.sched.main]
-        if not rest or self.sched.live_tasks() <= 0:
+        # (The counters first: the scan in tasks() is for when some are left.)
+        if self.sched.live_tasks() <= 0:
+            self.sched.stop()
+            return
+        rest = [t for t in self.sched.tasks() if t is not self.sched.main]
+        if not rest:
             self.sched.stop()
             return
         for t in rest:
@@ -256,12 +260,12 @@ class Runtime:
         if self._grace_done:  # SIGTERM and the end of main both arm it
             return
         self._grace_done = True
-        names = [t.name for t in list(self.sched.all_tasks)[:10]]
-        if names:
+        left = self.sched.tasks()
+        if left:
             _log().warning(
                 "shutdown grace period over; abandoning %d task(s): %s",
-                len(self.sched.all_tasks),
-                ", ".join(names),
+                len(left),
+                ", ".join(t.name for t in left[:10]),
             )
         self.sched.stop()
 
@@ -315,7 +319,7 @@ class Runtime:
 
         lines = [header, ""]
         describe = _wait_describer(self.sched)
-        for task in sorted(list(self.sched.all_tasks), key=lambda t: t._id):
+        for task in self.sched.tasks():
             waiting_on = task._waiting_on
             if waiting_on is not None:
                 state = "blocked"
@@ -389,7 +393,7 @@ class Runtime:
 
     def _on_sigquit(self, signum: int, frame: Any) -> None:
         """SIGQUIT: dump every task's stack to stderr and exit 2, like Go."""
-        text = self._dump(f"curcor: SIGQUIT: dumping {len(self.sched.all_tasks)} tasks")
+        text = self._dump(f"curcor: SIGQUIT: dumping {len(self.sched.tasks())} tasks")
         os.write(2, (text + "\n").encode("utf-8", "replace"))
         self._exit_now(2)
 
@@ -644,7 +648,6 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
     main._ctx = ctx if len(ctx) else None
     main._state = RUNNABLE
     sched.main = main
-    sched.all_tasks.add(main)
     w0.spawned += 1
     w0.local.append(main)
     sched.runtime_threads.add(threading.get_ident())
@@ -695,13 +698,18 @@ def _close_abandoned(rt: Runtime) -> None:
     Otherwise the garbage collector would close them later, on any thread,
     running their ``finally`` blocks outside any runtime.
     """
-    for task in list(rt.sched.all_tasks):
-        if task is rt.sched.main or task._state in (DONE, FREE):
+    if rt.sched.live_tasks() <= 0:
+        return
+    for task in rt.sched.tasks():
+        if task is rt.sched.main:
             continue
         try:
             task.coro.close()
         except BaseException:  # a finally block that awaited, or still running
             pass
+        # Ended (so no later scan lists it), as abandoned tasks are.
+        task._exc = Cancelled()
+        task._state = DONE
 
 
 def _outcome(rt: Runtime, main: Task) -> Any:

@@ -220,7 +220,6 @@ class Worker:
         self.id_next = 0  # owner-only: the next id of its reserved block
         self.id_end = 0
         self.base: Any = None  # owner-only: the shared empty context
-        self.all_add = sched.all_tasks.add
         self.spread = sched.spread
         self.rng: Any = None  # a random.Random in shuffle mode (tests)
 
@@ -278,7 +277,6 @@ class Worker:
         if prepare is not None:
             prepare(task)
         self.spawned += 1
-        self.all_add(task)
         task._state = RUNNABLE
         self.local.append(task)
         if self.spread and self.sched.idle:
@@ -428,7 +426,6 @@ class Worker:
         self.current = None
         self.finished += 1
         sched = self.sched
-        sched.all_tasks.discard(task)
 
         # Nobody else holds the record: nobody can join it or read its
         # outcome; reuse it. (The main task is always shared: ``sched.main``.)
@@ -563,6 +560,10 @@ class Worker:
         return got[0]
 
 
+def _task_id(task: Task) -> int:
+    return task._id
+
+
 def _explain_reuse(error: RuntimeError) -> None:
     """Add a note to Python's error for a coroutine started twice."""
     if str(error) == "cannot reuse already awaited coroutine" and not getattr(
@@ -598,7 +599,6 @@ class Scheduler:
         # Free-threaded builds wake idle workers eagerly (see "Designs").
         gil = getattr(sys, "_is_gil_enabled", lambda: True)()
         self.spread = not gil
-        self.all_tasks: set[Task] = set()
         self.draining = False  # main has returned; the rest are cancelled
         self.mempool: Any = None  # the runtime's BufferPool, set at boot
         self.workers = [Worker(self, i) for i in range(n)]
@@ -639,9 +639,6 @@ class Scheduler:
         self.cancel_lock = threading.RLock()
         self._stripes = [threading.Lock() for _ in range(STRIPES)]
 
-        # ``all_tasks``: the tasks alive now. Lock rule: mutated by single
-        # add/discard calls, each atomic on GIL and free-threaded CPython
-        # alike; readers copy it first.
         self.main: Task | None = None
         self.thread_work = 0  # to_thread calls in flight, guarded by ``lock``
         self.runtime_threads: set[int] = set()  # idents of threads we started
@@ -782,7 +779,6 @@ class Scheduler:
                 coro.close()
                 return None
             self.outside_spawned += 1
-        self.all_tasks.add(task)
         self.push_global(task)
         if self.draining:
             self.late_spawn(task)
@@ -992,6 +988,35 @@ class Scheduler:
             self.wake_all()
 
     # -- counts ---------------------------------------------------------------
+
+    def tasks(self) -> list[Task]:
+        """Every task alive now (started and not finished), in id order.
+
+        Diagnostics and shutdown only: the list comes from a scan of the
+        objects the garbage collector tracks (about 30 ms per million), not
+        from a set kept up to date. A set cost every spawn and every finish
+        an insertion and a removal at random places in memory: 10% of
+        spawn 1M (docs/benchmarks.md). Any thread; a task that ends during
+        the scan may or may not be listed.
+        """
+        import gc
+
+        main = self.main
+        found = [
+            o
+            for o in gc.get_objects()
+            if type(o) is Task
+            and o.coro is not None
+            and o._state != DONE
+            and o._state != FREE
+            and o is not main
+        ]
+        # The main task may be older than the boot-time gc.freeze(), which
+        # hides it from the scan.
+        if main is not None and main._state != DONE and main._state != FREE:
+            found.append(main)
+        found.sort(key=_task_id)
+        return found
 
     def live_tasks(self) -> int:
         """Tasks spawned and not yet finished (a racy sum; exact when idle)."""
