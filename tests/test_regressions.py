@@ -283,3 +283,22 @@ def test_a_coroutine_started_twice_gets_a_note_saying_so():
     with pytest.raises(RuntimeError) as info:
         curcor.run(main())
     assert "started twice" in "".join(getattr(info.value, "__notes__", []))
+
+
+def test_a_log_message_without_descriptors_left_goes_to_stderr(monkeypatch, capsys):
+    # curcor imports logging at its first message; when the process is out of
+    # descriptors that import fails (EMFILE), and reporting must not raise.
+    import builtins
+
+    from curcor._core.errors import curcor_log
+
+    real_import = builtins.__import__
+
+    def no_files(name, *args, **kwargs):
+        if name == "logging":
+            raise OSError(24, "Too many open files")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_files)
+    curcor_log().warning("accept on %s: %s", "port 1", "EMFILE")
+    assert capsys.readouterr().err == "curcor: accept on port 1: EMFILE\n"

@@ -107,3 +107,29 @@ def without_frames(tb: Any, ours: Any) -> Any:
     for t in reversed(keep):
         rebuilt = types.TracebackType(rebuilt, t.tb_frame, t.tb_lasti, t.tb_lineno)
     return rebuilt
+
+
+def curcor_log() -> Any:
+    """The ``curcor`` logger. ``logging`` is imported at the first message,
+    not at every boot (3 ms); if that import cannot open its files (the
+    process is out of descriptors, EMFILE), a stand-in writes the message to
+    stderr instead, so that reporting a problem never raises one."""
+    try:
+        import logging
+    except OSError:
+        return _StderrLog()
+    return logging.getLogger("curcor")
+
+
+class _StderrLog:
+    """What ``curcor_log`` returns when ``logging`` cannot be imported."""
+
+    def _write(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        import sys
+
+        try:
+            sys.stderr.write("curcor: " + (msg % args if args else msg) + "\n")
+        except Exception:  # a closed stderr: nowhere left to say it
+            pass
+
+    debug = info = warning = error = exception = _write

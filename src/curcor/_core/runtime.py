@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 
 
 def _log() -> Any:
-    """The ``curcor`` logger (logging is imported only when first needed)."""
-    import logging
+    """The ``curcor`` logger (see ``errors.curcor_log``)."""
+    from .errors import curcor_log
 
-    return logging.getLogger("curcor")
+    return curcor_log()
 
 
 DEADLOCK_HEADER = "curcor: all tasks are asleep - deadlock!"
@@ -103,14 +103,13 @@ def _load_config(config: Any) -> tuple[Any, bool]:
         return config, False
     if _process_defaults is not None:
         return _process_defaults
-    from .config import find_root, load_config
+    from .config import _find_root_dir, load_config
 
+    # (os.path, not pathlib: importing pathlib costs every first run 3 ms.)
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    from pathlib import Path
-
-    start = Path(path).resolve().parent if path else Path.cwd()
-    return load_config(root=find_root(start)), False
+    start = os.path.dirname(os.path.realpath(path)) if path else os.getcwd()
+    return load_config(root=_find_root_dir(start)), False
 
 
 class Runtime:
@@ -634,7 +633,9 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
     if announce:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
-    else:
+    elif "logging" in sys.modules:
+        # (Without logging imported nothing is configured to show an info
+        # line; importing it here would cost every first run 3 ms.)
         _log().info(line)
 
     # The main task starts on worker 0, which is this thread.
@@ -834,6 +835,15 @@ async def join_task(task: Task) -> Any:
         raise RuntimeMisuse("a task cannot join itself; it would wait forever")
     if me._cancel_pending:
         raise Cancelled()
+    # Already finished: on GIL builds the outcome, written before DONE, is
+    # seen without the stripe lock (free-threaded builds take it for the
+    # ordering). Most joins of a parent that starts its children first
+    # find them done.
+    if task._state == DONE and not w.spread:
+        exc = task._exc
+        if exc is None:
+            return task._value
+        return take_result(task)
     sched = w.sched
     stripe = sched.stripe(task)
     stripe.acquire()

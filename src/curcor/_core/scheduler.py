@@ -455,7 +455,7 @@ class Worker:
         # Shared: publish DONE under the stripe lock and wake the joiners.
         task._value = value
         task._exc = exc
-        stripe = sched.stripe(task)
+        stripe = sched._stripes[(id(task) >> 4) & (STRIPES - 1)]  # stripe()
         with stripe:
             task._state = DONE
             joiners = task._joiners
@@ -760,9 +760,9 @@ class Scheduler:
             try:
                 entry[3]()
             except Exception:
-                import logging
+                from .errors import curcor_log
 
-                logging.getLogger("curcor").exception("timer callback failed")
+                curcor_log().exception("timer callback failed")
 
     def spawn_outside(self, coro: Any, name: str | None) -> Task | None:
         """From any thread: a new task on the global queue (``from_thread``).

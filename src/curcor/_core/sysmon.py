@@ -72,7 +72,6 @@ share the interpreter, switching every ``sys.getswitchinterval()`` seconds.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -101,7 +100,12 @@ _FUTEX = {"x86_64": "202", "aarch64": "98", "arm64": "98", "i686": "240"}
 
 _CURCOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_log = logging.getLogger("curcor")
+
+def _log() -> Any:
+    """The ``curcor`` logger (see ``errors.curcor_log``)."""
+    from .errors import curcor_log
+
+    return curcor_log()
 
 
 class Sysmon:
@@ -119,12 +123,10 @@ class Sysmon:
         spare_max: int,
         gc_paused: Any = None,
     ) -> None:
-        import platform
-
         self.sched = sched
         # () -> seconds the collector has paused every thread since boot.
         self.gc_paused = gc_paused or (lambda: 0.0)
-        self._futex = _FUTEX.get(platform.machine())
+        self._futex = _FUTEX.get(os.uname().machine)
         self.limit = preempt_ms / 1000.0
         self.spare_max = spare_max
         self.stuck_steps = 0  # long steps seen since boot
@@ -292,7 +294,7 @@ class Sysmon:
             with sched.lock:
                 w.retired = True
                 sched.total -= 1
-            _log.warning("sysmon could not start a spare worker: %s", exc)
+            _log().warning("sysmon could not start a spare worker: %s", exc)
             return
         assert t.ident is not None
         sched.runtime_threads.add(t.ident)
@@ -317,7 +319,7 @@ class Sysmon:
             else "its queue waits: every worker is stuck and spare_workers_max "
             f"({self.spare_max}) spares run"
         )
-        _log.warning(
+        _log().warning(
             "task %r blocked worker %d for over %d ms at %s; %s. "
             "Await instead of blocking: run blocking calls with "
             "`await curcor.to_thread(fn, ...)` and split long computations with "

@@ -13,6 +13,7 @@ import socket as _socket
 import ssl as _ssl
 from typing import Any, Protocol
 
+from .._core.errors import curcor_log
 from .._core.group import TASK_STATUS_IGNORED, TaskGroup
 from .._core.io import ClosedResourceError
 from .socket import Socket, _checkpoint, getaddrinfo
@@ -310,9 +311,7 @@ class Listener:
                 if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
                     raise
                 if not self._warned:
-                    import logging
-
-                    logging.getLogger("curcor").warning(
+                    curcor_log().warning(
                         "accept on %s: %s; backing off until descriptors free up",
                         self._where(),
                         exc,
@@ -493,16 +492,12 @@ async def _serve_one(handler: Any, stream: Stream) -> None:
             try:
                 await stream.socket.do_handshake()
             except (TLSError, OSError) as exc:
-                import logging
-
-                logging.getLogger("curcor").info("dropped a connection: %s", exc)
+                curcor_log().info("dropped a connection: %s", exc)
                 return
         await handler(stream)
     except (ConnectionError, ClosedResourceError, _ssl.SSLError) as exc:
         # The peer reset, vanished or broke TLS: that ends this connection,
         # not the server. Other errors in a handler are bugs and propagate.
-        import logging
-
-        logging.getLogger("curcor").debug("connection ended: %s", exc)
+        curcor_log().debug("connection ended: %s", exc)
     finally:
         stream.close()
