@@ -12,9 +12,10 @@ import curcor
 from curcor._core import runtime as runtime_module
 from curcor._core.gcgov import CEILING, LOW_YIELD, Governor
 from curcor._core.mempool import MIN_CLASS, BufferPool
-from curcor._core.scheduler import FREE_LIST_MAX
+from curcor._core.scheduler import FREE_LIST_IDLE, FREE_LIST_MAX
 from curcor._core.task import Task
 from curcor.config import load_config
+from curcor.testing import FakeClock
 
 FLOOR = runtime_module.GOVERNED_GEN0
 
@@ -26,10 +27,10 @@ def one_worker(gc_mode: str = "governed") -> object:
     return load_config(env={}, flags=flags)
 
 
-def run_clean(coro: object, config: object) -> object:
+def run_clean(coro: object, config: object, **kwargs: object) -> object:
     """``curcor.run`` in an empty context: pytest's context variables would
     make every child copy its context, which is not what is measured here."""
-    return contextvars.Context().run(curcor.run, coro, config=config)
+    return contextvars.Context().run(curcor.run, coro, config=config, **kwargs)
 
 
 # -- the governor, fed made-up callback infos ----------------------------------
@@ -312,6 +313,25 @@ def test_finished_tasks_leave_nothing_behind_but_the_capped_free_list():
     # Each kept record is one block, its id another; 10% slack for the
     # interpreter's own caches.
     assert seen["blocks"] <= 2.2 * FREE_LIST_MAX, seen["blocks"]
+
+
+def test_an_idle_worker_keeps_only_a_few_records_of_a_burst():
+    seen = {}
+
+    async def main():
+        wg = curcor.WaitGroup()
+        wg.add(COMPLETED // 10)
+        for _ in range(COMPLETED // 10):
+            curcor.go(child(wg))
+        await wg.wait()
+        await curcor.sleep(0)  # the last child's step has ended
+        seen["busy"] = curcor.stats().task_records_free
+        await curcor.sleep(1)  # every worker goes idle (a fake clock)
+        seen["idle"] = curcor.stats().task_records_free
+
+    run_clean(main(), one_worker("off"), clock=FakeClock())
+    assert seen["busy"] == COMPLETED // 10
+    assert seen["idle"] == FREE_LIST_IDLE
 
 
 def test_the_buffer_pool_keeps_at_most_its_capacity_after_a_burst():

@@ -151,9 +151,14 @@ IO_BUDGET = 32
 # Arbitrary; bounds how long a ping-pong pair can delay queued tasks.
 RUNNEXT_STREAK_MAX = 64
 
-# Records kept per worker for reuse. Arbitrary; no measurement yet. Beyond
-# it, finished records are left to the garbage collector.
+# Records kept per worker for reuse while it runs tasks. Arbitrary; no
+# measurement yet. Beyond it, finished records are freed at once.
 FREE_LIST_MAX = 1 << 16
+
+# Records a worker keeps when it goes idle: a burst's records do not stay
+# pinned while the program waits. Arbitrary; a steady stream of up to this
+# many tasks between idle moments allocates no records.
+FREE_LIST_IDLE = 1 << 10
 
 # Task ids a worker reserves at a time, so spawning rarely takes the id lock.
 ID_BLOCK = 4096
@@ -521,7 +526,10 @@ class Worker:
             if self.spare and sched.retire(self):
                 return None
 
-            # Nothing anywhere: park (or poll) until woken.
+            # Nothing anywhere: park (or poll) until woken. A burst's records
+            # beyond FREE_LIST_IDLE go back to the allocator first.
+            if len(self.free) > FREE_LIST_IDLE:
+                del self.free[FREE_LIST_IDLE:]
             sched.idle_wait(self)
             task = self._take_local()
             if task is not None:
