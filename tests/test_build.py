@@ -19,7 +19,7 @@ COMPILED = not str(scheduler.__file__).endswith(".py")
 def test_env_names_the_hot_path_this_process_runs():
     text = describe_hot_path()
     if COMPILED:
-        assert text == "compiled with mypyc (task, scheduler, runtime)"
+        assert text.startswith("compiled with mypyc (task, scheduler, runtime) in ")
     else:
         assert text == "pure Python"
     if os.environ.get("EXPECT_COMPILED") == "1":
@@ -34,3 +34,56 @@ def test_env_json_carries_the_hot_path(capsys):
     assert main(["env", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["hot_path"] == describe_hot_path()
+
+
+def _build_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "mypyc_build.py"
+    spec = importlib.util.spec_from_file_location("mypyc_build", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_build_tool_never_replaces_a_directory_it_did_not_make(tmp_path):
+    import pytest
+
+    tool = _build_tool()
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(tool.BuildError, match="did not create and it is not empty"):
+        tool._prepare(mine)
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(tool.BuildError, match="is not a directory"):
+        tool._prepare(a_file)
+    assert a_file.read_text() == "x"
+
+    with pytest.raises(tool.BuildError, match="cannot create"):
+        tool._prepare(a_file / "below")
+
+
+def test_the_build_tool_replaces_an_empty_directory_or_its_own_build(tmp_path):
+    tool = _build_tool()
+    out = tmp_path / "out"
+    out.mkdir()
+    tool._prepare(out)  # empty: fine
+    (out / "curcor").mkdir()
+    tool._prepare(out)  # an earlier build (it holds the marker): replaced
+    assert sorted(p.name for p in out.iterdir()) == [tool.MARKER]
+
+
+def test_the_build_tool_refuses_an_empty_out_argument(capsys):
+    import pytest
+
+    tool = _build_tool()
+    with pytest.raises(SystemExit) as info:
+        tool.main(["--out", " "])
+    assert info.value.code == 2
+    assert "--out is empty" in capsys.readouterr().err

@@ -233,6 +233,41 @@ def test_the_first_block_at_a_place_is_logged_once_with_its_file_and_line(caplog
     assert (site[1], count) == (line[0] + 1, 3)
 
 
+def test_a_loop_still_starting_tasks_is_handed_off_without_a_warning(caplog):
+    # `for ...: go(...)` is how Go programs start their work; a long one is
+    # preempted like any long step, but it is not a mistake to warn about.
+    async def child() -> None:
+        pass
+
+    async def main() -> int:
+        end = time.monotonic() + BLOCK
+        n = 0
+        while time.monotonic() < end:  # spawning for 30x preempt_ms
+            curcor.go(child())
+            n += 1
+        return n
+
+    with caplog.at_level(logging.WARNING, logger="curcor"):
+        spawned = curcor.run(main(), config=config(2))
+    assert spawned > 1000
+    assert curcor.stats().stuck_steps >= 1  # it was handed off
+    assert not [r for r in caplog.records if "blocked worker" in r.getMessage()]
+
+
+def test_a_step_that_spawned_and_then_blocks_is_still_reported(caplog):
+    async def child() -> None:
+        pass
+
+    async def main() -> None:
+        for _ in range(5000):
+            curcor.go(child())
+        time.sleep(BLOCK)  # no longer spawning: a blocking call
+
+    with caplog.at_level(logging.WARNING, logger="curcor"):
+        curcor.run(main(), config=config(2))
+    assert [r for r in caplog.records if "blocked worker" in r.getMessage()]
+
+
 def sleepy_line() -> int:
     """The caller's line number."""
     import sys

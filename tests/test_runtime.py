@@ -764,3 +764,29 @@ def test_a_task_abandoned_by_one_run_is_not_listed_by_the_next():
         return _live_task_names()
 
     assert curcor.run(second()) == ["second-1"]
+
+
+def test_a_task_that_swallows_cancellation_is_abandoned_and_run_returns(caplog):
+    # Every await of a cancelled task raises at once, so this loop never
+    # yields: after the grace period its awaits must wait instead, or run()
+    # could never return (and, on worker 0, never give the thread back).
+    rounds = []
+
+    async def swallower():
+        while True:
+            try:
+                await curcor.sleep(0.05)
+            except curcor.Cancelled:
+                rounds.append(1)
+
+    async def main():
+        curcor.go(swallower(), name="swallower")
+        await curcor.sleep(0)  # it has started
+
+    config = load_config(env={}, flags={"maxprocs": "1", "shutdown_grace": "0.2"})
+    with caplog.at_level(logging.WARNING, logger="curcor"):
+        curcor.run(main(), config=config)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(rounds) > 1  # it did swallow, many times
+    assert any("abandoning 1 task(s): swallower" in m for m in messages)
+    assert any("re-raise it" in m for m in messages)  # sysmon's hint

@@ -33,11 +33,57 @@ COMPILED = (
 )
 
 
-def build(out: Path) -> Path:
-    """Copy the sources to ``out`` and compile ``COMPILED`` there."""
-    if out.exists():
+# Written into every build directory; only a directory holding it (or an
+# empty one) is ever replaced, so a wrong --out cannot delete anything else.
+MARKER = ".curcor-mypyc-build"
+
+
+class BuildError(Exception):
+    """A build that cannot go ahead: the message says why and what to do."""
+
+
+def _prepare(out: Path) -> None:
+    """Make ``out`` an empty directory, replacing only an earlier build."""
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise BuildError(
+                f"--out {out} is not a directory; give a directory path "
+                "(default: build/mypyc)"
+            )
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise BuildError(
+                f"--out {out} is a directory that this tool did not create and "
+                f"it is not empty; it would be replaced, so pick a new or empty "
+                "directory (default: build/mypyc)"
+            )
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    try:
+        out.mkdir(parents=True)
+        (out / MARKER).write_text("made by tools/mypyc_build.py; safe to delete\n")
+    except OSError as exc:
+        raise BuildError(
+            f"cannot create --out {out}: {exc.strerror or exc}; pick a "
+            "writable directory (default: build/mypyc)"
+        ) from None
+
+
+def build(out: Path) -> Path:
+    """Copy the sources to ``out`` and compile ``COMPILED`` there.
+
+    Raises:
+        BuildError: ``out`` cannot be used, or mypyc failed (``out`` is then
+            removed, so no half-built copy is left to be imported).
+    """
+    _prepare(out)
+    try:
+        _compile(out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out
+
+
+def _compile(out: Path) -> None:
     shutil.copytree(
         ROOT / "src" / "curcor",
         out / "curcor",
@@ -47,7 +93,7 @@ def build(out: Path) -> Path:
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(
+        raise BuildError(
             f"mypyc failed (exit {proc.returncode}); the pure-Python curcor in "
             "src/ is unaffected. mypyc needs mypy (pip install '.[lint]') and "
             "a C compiler with the Python headers"
@@ -55,8 +101,7 @@ def build(out: Path) -> Path:
     shutil.rmtree(out / "build", ignore_errors=True)
     built = sorted(p.name for p in (out / "curcor" / "_core").glob("*.so"))
     if len(built) != len(COMPILED):
-        raise SystemExit(f"mypyc built {built}, expected one per {COMPILED}")
-    return out
+        raise BuildError(f"mypyc built {built}, expected one per {COMPILED}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=str(ROOT / "build" / "mypyc"), help="where to build"
     )
     args = parser.parse_args(argv)
-    out = build(Path(args.out).resolve())
+    if not args.out.strip():
+        parser.error("--out is empty; give a directory path (default: build/mypyc)")
+    try:
+        out = build(Path(args.out).resolve())
+    except BuildError as exc:
+        print(f"mypyc_build: {exc}", file=sys.stderr)
+        return 1
     print(out)
     return 0
 

@@ -244,7 +244,7 @@ def timeout(seconds: float) -> CancelScope:
         TimeoutError: at the end of the block, when the deadline cancelled it.
     """
     scope = CancelScope()
-    scope._relative = _seconds_ok(seconds)
+    scope._relative = _seconds_ok(seconds, "curcor.timeout()")
     scope._raise_timeout = float(seconds)
     return scope
 
@@ -256,16 +256,19 @@ def move_on_after(seconds: float) -> CancelScope:
     The clock starts when the block is entered.
     """
     scope = CancelScope()
-    scope._relative = _seconds_ok(seconds)
+    scope._relative = _seconds_ok(seconds, "curcor.move_on_after()")
     return scope
 
 
-def _seconds_ok(seconds: float) -> float:
+def _seconds_ok(seconds: float, what: str) -> float:
     """Validate a relative timeout; negative means "already expired"."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(f"seconds must be a number, not {seconds!r}")
+        raise TypeError(
+            f"{what} takes seconds as a number, not {seconds!r}: "
+            f"write {what.removesuffix('()')}(1.5)"
+        )
     if seconds != seconds:
-        raise ValueError("seconds must be a number, not NaN")
+        raise ValueError(f"{what} got NaN seconds; give a number (inf: no limit)")
     return max(0.0, float(seconds))
 
 

@@ -255,9 +255,13 @@ class TaskGroup:
         swallowed = self._scope.__exit__(exc_type, exc, tb)
         if errors:
             plain = [e for e in errors if isinstance(e, Exception)]
+            # ``from None``: the body's own error, if any, is in the group;
+            # shown again as the context it would be printed twice.
             if len(plain) == len(errors):
-                raise ExceptionGroup("unhandled errors in a TaskGroup", plain)
-            raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
+                raise ExceptionGroup("unhandled errors in a TaskGroup", plain) from None
+            raise BaseExceptionGroup(
+                "unhandled errors in a TaskGroup", errors
+            ) from None
         # Exit is a checkpoint: a group cancelled from outside whose body
         # ended normally still raises Cancelled, for the scope that cancelled.
         if exc is None and me._cancel_pending:

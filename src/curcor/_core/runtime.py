@@ -29,7 +29,7 @@ from .errors import (
 from .scheduler import Scheduler, Worker, _tls, current_worker
 from .task import DONE, FREE, RUNNABLE, Task, describe_stack
 from .timers import Clock
-from .traps import YieldNow, end_wait, park, worker_and_task
+from .traps import YieldNow, await_once, end_wait, park, worker_and_task
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ def _log() -> Any:
 
     return curcor_log()
 
+
+# What a signal that ends the process at once prints: a second one, or one
+# after the shutdown grace period (indexed by "after the grace period").
+_LATE_SIGNAL = {
+    False: b"curcor: second %s; exiting now\n",
+    True: b"curcor: %s after the shutdown grace period; exiting now\n",
+}
 
 DEADLOCK_HEADER = "curcor: all tasks are asleep - deadlock!"
 
@@ -266,6 +273,14 @@ class Runtime:
                 len(left),
                 ", ".join(t.name for t in left[:10]),
             )
+        # An abandoned task's next await waits instead of raising Cancelled:
+        # one that catches Cancelled and awaits again in a loop would
+        # otherwise never end its step, and run() could never return. Its
+        # coroutine is closed once the workers have stopped.
+        with self.sched.cancel_lock:
+            for task in left:
+                if task is not self.sched.main:
+                    task._cancel_pending = False
         self.sched.stop()
 
     # -- all tasks blocked ----------------------------------------------------
@@ -377,15 +392,18 @@ class Runtime:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """Signal handler (main thread): queue it; a worker acts on it."""
+        # Once the grace period is over there is nothing graceful left to
+        # do: the first signal already ends the process.
+        late = self._grace_done
         if signum == signal.SIGINT:
             self._sigints += 1
-            if self._sigints >= 2:
-                os.write(2, b"curcor: second interrupt; exiting now\n")
+            if self._sigints >= 2 or late:
+                os.write(2, _LATE_SIGNAL[late] % b"interrupt")
                 self._exit_now(130)
         elif signum == signal.SIGTERM:
             self._sigterms += 1
-            if self._sigterms >= 2:
-                os.write(2, b"curcor: second SIGTERM; exiting now\n")
+            if self._sigterms >= 2 or late:
+                os.write(2, _LATE_SIGNAL[late] % b"SIGTERM")
                 self._exit_now(143)
         self.sched.sigq.append(signum)
         self.sched.poller.wakeup()
@@ -527,7 +545,7 @@ def _check_coroutine(coro: Any, api: str) -> Any:
     if hasattr(coro, "send") and hasattr(coro, "throw"):
         return coro
     if type(coro) is YieldNow:
-        return _await_once(coro)
+        return await_once(coro)
     if callable(coro):
         name = getattr(coro, "__name__", "fn")
         raise TypeError(
@@ -538,11 +556,6 @@ def _check_coroutine(coro: Any, api: str) -> Any:
         f"{api} takes a coroutine object (the result of calling an async def "
         f"function), not {type(coro).__name__}"
     )
-
-
-async def _await_once(awaitable: Any) -> Any:
-    """Step an awaitable as a task's coroutine (``go(curcor.sleep(0))``)."""
-    return await awaitable
 
 
 def run(
@@ -810,8 +823,9 @@ def go(coro: Any, name: Any = None) -> Task:
         if hasattr(coro, "close"):
             coro.close()
         raise TypeError(
-            f"curcor.go() takes a coroutine and an optional name, got name={name!r}"
-            "; to pass arguments write curcor.go(fn(arg)), not curcor.go(fn, arg)"
+            f"curcor.go() takes a coroutine and an optional name (a str), got "
+            f"name={name!r}; to pass arguments write curcor.go(fn(arg)), not "
+            "curcor.go(fn, arg)"
         )
     return w.spawn(coro, name)
 

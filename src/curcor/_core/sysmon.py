@@ -91,6 +91,12 @@ TICK_IDLE_MAX = 0.25
 # The switch interval while a worker is stuck (see "The interpreter's turns").
 STUCK_SWITCH_INTERVAL = 0.001
 
+# Tasks started since the last look (one TICK, 2 ms) that make a long step
+# a spawn loop still spawning (``for ...: go(...)``), the way Go programs
+# start their work: it is handed off like any long step, but no warning is
+# logged for it. A spawn takes about 2 us, so a loop starts ~1,000 a look.
+SPAWN_LOOP = 100
+
 # A step waiting in a futex (a lock, or the GIL) is stuck only after this many
 # times preempt_ms: GIL waits last a few switch intervals (5 ms each).
 LOCK_WAIT_FACTOR = 5
@@ -137,6 +143,7 @@ class Sysmon:
         # thread's CPU time when that count was first seen.
         # (and how long sysmon had been starved of the GIL by then).
         self._seen: dict[Worker, tuple[int, float, float, float | None, float]] = {}
+        self._spawned: dict[Worker, int] = {}  # spawns at the last look
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -188,6 +195,7 @@ class Sysmon:
             seen = self._seen.get(w)
             if seen is None or seen[0] != steps:
                 self._seen[w] = (steps, now, paused, _cpu_time(w), starved)
+                self._spawned[w] = w.spawned
                 if w.stuck:
                     self._unstick(w)
                 if seen is not None:
@@ -199,8 +207,10 @@ class Sysmon:
             if not _in_step(w.current):
                 continue  # in the scheduler's own code, not in a task's step
             ran = now - seen[1] - (paused - seen[2])
+            # Tasks it started since the last look: still spawning, or not.
+            spawned, self._spawned[w] = w.spawned - self._spawned[w], w.spawned
             if not w.stuck and ran >= self.limit and self._is_stuck(w, seen, ran):
-                self._stick(w, ran)
+                self._stick(w, ran, spawned)
         return busy
 
     def _is_stuck(self, w: Worker, seen: Any, ran: float) -> bool:
@@ -234,8 +244,9 @@ class Sysmon:
         # Event.wait() or Queue.get() has none, and holds the worker.
         return "wait" if len(call) > 4 and call[4] != "0x0" else "call"
 
-    def _stick(self, w: Worker, ran: float) -> None:
-        """``w``'s step ran ``ran`` seconds: hand its queue on; maybe a spare."""
+    def _stick(self, w: Worker, ran: float, spawned: int = 0) -> None:
+        """``w``'s step ran ``ran`` seconds (and started ``spawned`` tasks
+        since the last look): hand its queue on; maybe a spare."""
         sched = self.sched
         task = w.current
         if not _in_step(task):
@@ -261,6 +272,8 @@ class Sysmon:
         self.stuck_steps += 1
         if spare:
             self._start_spare()
+        if spawned >= SPAWN_LOOP:
+            return  # a loop of go(): handed off, as Go would, without a word
         self._diagnose(w, task, ran, covered)
 
     def _unstick(self, w: Worker) -> None:
@@ -319,17 +332,28 @@ class Sysmon:
             else "its queue waits: every worker is stuck and spare_workers_max "
             f"({self.spare_max}) spares run"
         )
-        _log().warning(
-            "task %r blocked worker %d for over %d ms at %s; %s. "
+        advice = (
             "Await instead of blocking: run blocking calls with "
             "`await curcor.to_thread(fn, ...)` and split long computations with "
-            "`await curcor.sleep(0)`. Later blocks from this place are counted "
-            "in curcor.stats().stuck_steps, not logged.",
+            "`await curcor.sleep(0)`"
+        )
+        if getattr(task, "_cancel_pending", False):
+            # Every await of a cancelled task raises at once: a loop that
+            # catches Cancelled and awaits again never yields.
+            advice = (
+                "It was cancelled and keeps running: if it catches "
+                "curcor.Cancelled, re-raise it (or leave the loop)"
+            )
+        _log().warning(
+            "task %r blocked worker %d for over %d ms at %s; %s. %s. Later "
+            "blocks from this place are counted in curcor.stats().stuck_steps, "
+            "not logged.",
             name,
             w.index,
             int(ran * 1000),
             where,
             handed,
+            advice,
         )
 
 

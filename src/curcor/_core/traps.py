@@ -58,6 +58,18 @@ class ShuffledDeque(deque):
         self.insert(self.rng.randrange(len(self) + 1), task)
 
 
+async def _sleep0(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def await_once(awaitable: YieldNow) -> Any:
+    """A coroutine for ``go(curcor.sleep(0))``: the task steps it, named
+    ``sleep`` in both builds (here, in a module never compiled)."""
+    coro = _sleep0(awaitable)
+    coro.__qualname__ = "sleep"  # type: ignore[attr-defined]
+    return coro
+
+
 def worker_and_task(what: str) -> tuple[Worker, Task]:
     """The current worker and task, or a misuse error naming ``what``."""
     try:

@@ -81,7 +81,12 @@ def describe_hot_path() -> str:
         if not str(m.__file__).endswith(".py")
     ]
     if compiled:
-        return f"compiled with mypyc ({', '.join(compiled)})"
+        import os
+
+        # The build root (OUT of tools/mypyc_build.py): a build is a copy of
+        # src/ at build time, so naming it shows which build this is.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(str(task.__file__))))
+        return f"compiled with mypyc ({', '.join(compiled)}) in {root}"
     return "pure Python"
 
 
