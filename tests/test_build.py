@@ -80,10 +80,41 @@ def test_the_build_tool_replaces_an_empty_directory_or_its_own_build(tmp_path):
 
 
 def test_the_build_tool_refuses_an_empty_out_argument(capsys):
+    tool = _build_tool()
+    assert tool.main(["--out", " "]) == 2
+    assert capsys.readouterr().err == (
+        "mypyc_build: --out is empty; give a directory path\n"
+    )
+
+
+def test_the_build_tool_keeps_an_empty_directory_and_refuses_the_sources(tmp_path):
     import pytest
 
     tool = _build_tool()
-    with pytest.raises(SystemExit) as info:
-        tool.main(["--out", " "])
-    assert info.value.code == 2
-    assert "--out is empty" in capsys.readouterr().err
+    out = tmp_path / "private"
+    out.mkdir(mode=0o700)
+    tool._prepare(out)
+    assert out.stat().st_mode & 0o777 == 0o700  # emptied, not recreated
+    with pytest.raises(tool.BuildError, match="inside the sources"):
+        tool._prepare(tool.ROOT / "src" / "curcor" / "_nest")
+
+
+def test_the_build_tool_recognises_a_build_from_before_its_marker(tmp_path):
+    tool = _build_tool()
+    old = tmp_path / "old"
+    (old / "curcor").mkdir(parents=True)
+    (old / "0d47b5939a13ce7a04eb__mypyc.cpython-311-x86_64-linux-gnu.so").write_text("")
+    tool._prepare(old)
+    assert sorted(p.name for p in old.iterdir()) == [tool.MARKER]
+
+
+def test_tasks_running_a_sleep_are_named_sleep_in_both_builds():
+    import curcor
+
+    async def main() -> list[str]:
+        tasks = [curcor.go(curcor.sleep(0.001)), curcor.go(curcor.sleep(0))]
+        for t in tasks:
+            await t.join()
+        return [t.name.rsplit("-", 1)[0] for t in tasks]
+
+    assert curcor.run(main()) == ["sleep", "sleep"]

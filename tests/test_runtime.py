@@ -790,3 +790,53 @@ def test_a_task_that_swallows_cancellation_is_abandoned_and_run_returns(caplog):
     assert len(rounds) > 1  # it did swallow, many times
     assert any("abandoning 1 task(s): swallower" in m for m in messages)
     assert any("re-raise it" in m for m in messages)  # sysmon's hint
+
+
+def test_joining_a_failed_task_again_and_again_does_not_grow_its_traceback():
+    # A bare `raise exc` of the stored error appends each raise's frames to
+    # the same traceback: a loop that catches and joins again grew it
+    # without end (15 GB in a minute).
+    import traceback
+
+    async def boom():
+        raise ZeroDivisionError("once")
+
+    async def main():
+        task = curcor.go(boom())
+        lengths = []
+        for _ in range(1000):
+            try:
+                await task.join()
+            except ZeroDivisionError as exc:
+                lengths.append(len(traceback.extract_tb(exc.__traceback__)))
+            try:
+                task.result()
+            except ZeroDivisionError as exc:
+                lengths.append(len(traceback.extract_tb(exc.__traceback__)))
+        return lengths
+
+    lengths = curcor.run(main())
+    assert len(lengths) == 2000
+    assert max(lengths) == lengths[0] <= 5
+
+
+def test_a_task_that_joins_a_cancelled_task_in_a_loop_is_abandoned_too():
+    # The joined task's Cancelled is raised at once by every join; after the
+    # grace period the join must wait instead, or run() never returns.
+    async def forever():
+        await curcor.sleep(3600)
+
+    async def stubborn():
+        other = curcor.go(forever())
+        while True:
+            try:
+                await other.join()
+            except curcor.Cancelled:
+                pass
+
+    async def main():
+        curcor.go(stubborn(), name="stubborn")
+        await curcor.sleep(0)
+
+    config = load_config(env={}, flags={"maxprocs": "1", "shutdown_grace": "0.2"})
+    curcor.run(main(), config=config)

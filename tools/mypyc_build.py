@@ -15,6 +15,7 @@ Needs mypy (the ``lint`` extra) and a C compiler with the Python headers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -42,23 +43,50 @@ class BuildError(Exception):
     """A build that cannot go ahead: the message says why and what to do."""
 
 
+def _is_build(out: Path) -> bool:
+    """An earlier build: it holds the marker, or (from before the marker
+    existed) only what a build holds, with mypyc's shared library."""
+    if (out / MARKER).is_file():
+        return True
+    names = {p.name for p in out.iterdir()}
+    shared = {n for n in names if "__mypyc." in n and n.endswith(".so")}
+    return bool(shared) and names - shared <= {"curcor", "build", ".mypy_cache"}
+
+
+def _empty(out: Path) -> None:
+    """Remove what ``out`` holds, keeping the directory (and its mode)."""
+    for entry in out.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def _prepare(out: Path) -> None:
     """Make ``out`` an empty directory, replacing only an earlier build."""
+    src = (ROOT / "src").resolve()
+    if out == src or src in out.parents:
+        raise BuildError(
+            f"--out {out} is inside the sources it copies ({src}); pick a "
+            "directory outside src/ (default: build/mypyc)"
+        )
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
             raise BuildError(
                 f"--out {out} is not a directory; give a directory path "
                 "(default: build/mypyc)"
             )
-        if any(out.iterdir()) and not (out / MARKER).is_file():
+        if any(out.iterdir()) and not _is_build(out):
             raise BuildError(
                 f"--out {out} is a directory that this tool did not create and "
-                f"it is not empty; it would be replaced, so pick a new or empty "
-                "directory (default: build/mypyc)"
+                "it is not empty; it would be replaced, so pick a new or empty "
+                "directory (default: build/mypyc), or delete it first"
             )
-        shutil.rmtree(out)
     try:
-        out.mkdir(parents=True)
+        if out.is_dir():
+            _empty(out)
+        else:
+            out.mkdir(parents=True)
         (out / MARKER).write_text("made by tools/mypyc_build.py; safe to delete\n")
     except OSError as exc:
         raise BuildError(
@@ -72,13 +100,14 @@ def build(out: Path) -> Path:
 
     Raises:
         BuildError: ``out`` cannot be used, or mypyc failed (``out`` is then
-            removed, so no half-built copy is left to be imported).
+            emptied, so no half-built copy is left to be imported).
     """
     _prepare(out)
     try:
         _compile(out)
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            _empty(out)
         raise
     return out
 
@@ -111,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.out.strip():
-        parser.error("--out is empty; give a directory path (default: build/mypyc)")
+        print("mypyc_build: --out is empty; give a directory path", file=sys.stderr)
+        return 2
     try:
         out = build(Path(args.out).resolve())
     except BuildError as exc:

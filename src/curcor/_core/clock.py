@@ -76,6 +76,11 @@ def _sleep(seconds: float) -> Any:
     return None
 
 
+# A task started with go(curcor.sleep(1)) is named "sleep-N", as one started
+# with go(curcor.sleep(0)) is (traps.await_once).
+_sleep.__qualname__ = _sleep.__name__ = "sleep"
+
+
 def after(seconds: float) -> Channel:
     """A channel that receives ``curcor.now()`` once, ``seconds`` from now.
 

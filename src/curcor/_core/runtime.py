@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from types import CoroutineType
 
 from . import task as task_module
@@ -849,6 +850,13 @@ async def join_task(task: Task) -> Any:
         raise RuntimeMisuse("a task cannot join itself; it would wait forever")
     if me._cancel_pending:
         raise Cancelled()
+    if w.sched.stopping:
+        # The grace period is over and nothing runs again: wait, so that an
+        # abandoned task that catches the joined task's error and joins
+        # again in a loop ends its step and run() can return.
+        from .chan import _block_forever
+
+        await _block_forever(me)
     # Already finished: on GIL builds the outcome, written before DONE, is
     # seen without the stripe lock (free-threaded builds take it for the
     # ordering). Most joins of a parent that starts its children first
@@ -897,7 +905,12 @@ def take_result(task: Task) -> Any:
     rt = _running
     if rt is not None:  # only failed tasks are ever kept as unretrieved
         rt.unretrieved.pop(id(task), None)
-    raise exc
+    # With the traceback it ended with (kept in ``_value`` by the worker):
+    # a bare ``raise exc`` would add this raise's frames to the same object
+    # each time, and a loop of joins would grow it without end (15 GB in a
+    # minute, found by a loop that caught and joined again).
+    tb = task._value
+    raise exc.with_traceback(tb if isinstance(tb, types.TracebackType) else None)
 
 
 def now() -> float:

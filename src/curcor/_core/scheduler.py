@@ -132,7 +132,13 @@ if TYPE_CHECKING:
 
 # The requeue trap a task yields to its worker (identity-compared). The park
 # trap is the lock to release (or a tuple of them), see "The wait protocol".
-YIELD = "curcor.yield"
+# A small int, one object in CPython (its small-int cache), so that
+# ``await YIELD_NOW`` can iterate ``range(YIELD, YIELD + 1)``: a range
+# iterator is not tracked by the garbage collector, where a tuple iterator
+# yielding a string would be (one more tracked object per task suspended in
+# ``sleep(0)``: a third of spawn 1M's young objects). Arbitrary within the
+# cache (-5..256); foreign frameworks yield None, futures or tuples.
+YIELD = 199
 _LockType = type(threading.Lock())
 
 
@@ -457,8 +463,11 @@ class Worker:
                 self._recycle(task)
             return
 
-        # Shared: publish DONE under the stripe lock and wake the joiners.
-        task._value = value
+        # Shared: publish DONE under the stripe lock and wake the joiners. A
+        # failed task keeps the traceback it ended with in ``_value``: every
+        # join re-raises the error with that one (take_result), so joins in
+        # a loop do not grow it without end.
+        task._value = value if exc is None else exc.__traceback__
         task._exc = exc
         stripe = sched._stripes[(id(task) >> 4) & (STRIPES - 1)]  # stripe()
         with stripe:

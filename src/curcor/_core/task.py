@@ -78,7 +78,9 @@ class Task:
         self.coro: Any = None
         self._ctx: Any = None
         self._scope: Any = None  # innermost CancelScope, None if none entered
-        self._value: Any = None  # value to resume with; the result once DONE
+        # Value to resume with; once DONE the result, or for a failed task
+        # the traceback its error ended with (take_result re-raises with it).
+        self._value: Any = None
         self._exc: BaseException | None = None  # to throw in; the error once DONE
         self._state = FREE
         self._waiting_on: Any = None  # the wait object that may wake it

