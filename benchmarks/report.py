@@ -392,7 +392,8 @@ def suite_markdown(payload: dict[str, Any], plots: list[str]) -> str:
         "",
     ]
     if meta.get("command"):
-        out += [f"Command: `{meta['command']}`.", ""]
+        commit = f" (checkout {meta['commit']})" if meta.get("commit") else ""
+        out += [f"Command: `{meta['command']}`{commit}.", ""]
     if meta.get("versions"):
         versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
         out += [f"Versions: {versions}.", ""]

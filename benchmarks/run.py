@@ -1322,6 +1322,7 @@ def main_suite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     meta["elapsed_s"] = time.perf_counter() - started
     meta["command"] = "python " + " ".join(sys.argv)
     meta["versions"] = _versions(suite)
+    meta["commit"] = _commit()
     suite = {"meta": meta, **suite}
     if args.quick:
         stem = "quick"
@@ -1334,6 +1335,25 @@ def main_suite(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     print(f"\nwrote {json_path}, {', '.join(written)}")
     print(f"# suite done in {meta['elapsed_s']:.0f} s", file=sys.stderr)
     return rc
+
+
+def _commit() -> str | None:
+    """The checkout's commit, "+changes" when the tree differs from it; the
+    version string the runs report comes from the installed metadata and
+    can be older (an editable install keeps the one it was built with)."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", *args], cwd=HERE, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "..")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (head + ("+changes" if dirty else "")) or None
 
 
 def _versions(suite: dict[str, Any]) -> dict[str, Any]:
