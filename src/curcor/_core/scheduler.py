@@ -441,26 +441,22 @@ class Worker:
         # Nobody else holds the record: nobody can join it or read its
         # outcome; reuse it. (The main task is always shared: ``sched.main``.)
         if _getrefcount(task) <= _REFS_UNSHARED and task._group is None:
-            if exc is None and not sched.draining:
-                free = self.free
-                if len(free) < FREE_LIST_MAX:
-                    # Reset what the next spawn does not overwrite (``_value``
-                    # and ``_exc`` are already None after the last step).
-                    task.coro = None
-                    task._ctx = None
-                    task._scope = None
-                    task._cancel_pending = False
-                    free.append(task)
-                return
-            task._value = value
-            task._exc = exc
-            task._state = DONE
             if exc is not None:
                 sched.task_failed(task, exc, shared=False)
+                task._value = None  # (a throw does not clear it)
             if sched.draining:
+                task._state = DONE
                 sched.task_ended(task)
-            else:
-                self._recycle(task)
+                return
+            free = self.free
+            if len(free) < FREE_LIST_MAX:
+                # Reset what the next spawn does not overwrite (``_exc`` is
+                # None after any last step: the loop clears it first).
+                task.coro = None
+                task._ctx = None
+                task._scope = None
+                task._cancel_pending = False
+                free.append(task)
             return
 
         # Shared: publish DONE under the stripe lock and wake the joiners. A
@@ -497,20 +493,6 @@ class Worker:
             sched.task_failed(task, exc, shared=True)
         if task is sched.main or sched.draining:
             sched.task_ended(task)
-
-    def _recycle(self, task: Task) -> None:
-        """Reset an unshared finished record and keep it for the next spawn."""
-        if len(self.free) >= FREE_LIST_MAX:
-            return
-        task.coro = None
-        task._ctx = None
-        task._scope = None
-        task._value = None
-        task._exc = None
-        task._name = None
-        task._cancel_pending = False
-        task._state = FREE
-        self.free.append(task)
 
     # -- the slow path --------------------------------------------------------
 

@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 # a compiled build reads it the same way.)
 HOOKS: list[Any] = [None, None]
 
-# Task states. A record moves FREE -> RUNNABLE <-> RUNNING <-> BLOCKED -> DONE
-# -> FREE. Only the worker that runs the task, or a waker that won the right
-# to wake it (see "The wait protocol" in scheduler.py), changes the state.
+# Task states. A record moves FREE -> RUNNABLE <-> RUNNING <-> BLOCKED -> DONE.
+# A record back in a worker's free list (nobody held it) keeps the state it
+# ended in, with ``coro`` None, which is what marks it free; the next spawn
+# makes it RUNNABLE. Only the worker that runs the task, or a waker that won
+# the right to wake it (see "The wait protocol" in scheduler.py), changes the
+# state.
 FREE = 0
 RUNNABLE = 1
 RUNNING = 2
