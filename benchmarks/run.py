@@ -247,13 +247,6 @@ def plan_cells(
     return cells
 
 
-def human_n(n: int) -> str:
-    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
-        if n >= size and n % size == 0:
-            return f"{n // size}{suffix}"
-    return str(n)
-
-
 def busy_cpu_s() -> float | None:
     """CPU seconds the whole machine has spent busy (Linux /proc/stat)."""
     try:
@@ -471,7 +464,7 @@ def ab_table(cells: list[Cell], a: str, b: str) -> bool:
     for workload, n in keys:
         ca = next(c for c in cells if (c.workload, c.n, c.maxprocs) == (workload, n, a))
         cb = next(c for c in cells if (c.workload, c.n, c.maxprocs) == (workload, n, b))
-        name = f"{workload} {human_n(n)}"
+        name = f"{workload} {report.human_n(n)}"
         wa, wb = ca.median("wall_s"), cb.median("wall_s")
         if wa is None or wb is None:
             why = (ca.errors or cb.errors or ["no successful run"])[0]
@@ -733,7 +726,7 @@ def echo_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Loa
         parser.error("--echo-conns, --echo-size, --echo-seconds must be positive")
     size, conns = args.echo_size, args.echo_conns
     warmup, seconds = args.echo_warmup, args.echo_seconds
-    label = f"echo {human_n(size) if size % 1024 else str(size // 1024) + 'KiB'}"
+    label = f"echo {report.human_n(size) if size % 1024 else str(size // 1024) + 'KiB'}"
     return LoadBench(
         mode="echo",
         servers=ECHO_SERVERS,

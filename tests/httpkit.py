@@ -1,5 +1,6 @@
 """What the HTTP and HTTPS tests share: the app they serve, a server for a
-block, a standard-library server's handler, and curl bounded by a timeout."""
+block, a standard-library server (its handler, and one for a block), and curl
+bounded by a timeout."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import functools
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import curcor
@@ -91,3 +93,22 @@ def run_curl(curl: str, *args: str) -> tuple[int, bytes, bytes]:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode, out, err
+
+
+@asynccontextmanager
+async def stdlib_serving(wrap: Any = None):
+    """A standard-library server on a thread for the block; yields its port.
+    ``wrap(sock)`` replaces its listening socket (TLS)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StdlibHandler)
+    if wrap is not None:
+        server.socket = wrap(server.socket)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stdlib"
+    )
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        await curcor.to_thread(server.shutdown)
+        server.server_close()
+        thread.join(timeout=3)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ import pytest
 import curcor
 from curcor import net
 from curcor.net import http as h
-from httpkit import StdlibHandler, app, run_curl, serving
+from httpkit import app, run_curl, serving, stdlib_serving
 
 pytestmark = pytest.mark.timeout(5)
 
@@ -532,23 +531,14 @@ async def test_stdlib_http_client_against_the_curcor_server():
 
 @real
 async def test_the_curcor_client_against_a_stdlib_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StdlibHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stdlib"
-    )
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    async with stdlib_serving() as port:
+        base = f"http://127.0.0.1:{port}"
         async with h.Client(base_url=base) as c:
             one = await (await c.get("/a", params={"q": "1 2"})).text()
             two = await (await c.get("/b")).text()
             r = await c.post("/rev", body=b"abc")
             assert (r.status, await r.read()) == (201, b"cba")
             assert await (await c.get("/until-close")).read() == b"to the end"
-    finally:
-        await curcor.to_thread(server.shutdown)
-        server.server_close()
-        thread.join(timeout=3)
     assert one.startswith("stdlib /a?q=1+2 ")
     assert one.split()[-1] == two.split()[-1]  # same client port: kept alive
 

@@ -14,8 +14,6 @@ import http.client
 import os
 import shutil
 import ssl
-import threading
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,7 +22,7 @@ import trustme
 import curcor
 from curcor import net
 from curcor.net import http as h
-from httpkit import StdlibHandler, app, run_curl, serving
+from httpkit import app, run_curl, serving, stdlib_serving
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -275,26 +273,19 @@ async def test_curl_against_the_curcor_https_server(server_ctx, ca_file):
 
 @real
 async def test_the_curcor_client_against_a_stdlib_https_server(server_ctx, client_ctx):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StdlibHandler)
     # The handshake runs on the first read, in the connection's thread.
-    server.socket = server_ctx.wrap_socket(
-        server.socket, server_side=True, do_handshake_on_connect=False
-    )
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stdlib"
-    )
-    thread.start()
-    try:
-        base = f"https://127.0.0.1:{server.server_address[1]}"
+    def wrap(sock):
+        return server_ctx.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )
+
+    async with stdlib_serving(wrap) as port:
+        base = f"https://127.0.0.1:{port}"
         async with h.Client(base_url=base, ssl=client_ctx) as c:
             one = await (await c.get("/a", params={"q": "1 2"})).text()
             two = await (await c.get("/b")).text()
             r = await c.post("/rev", body=b"abc")
             assert (r.status, await r.read()) == (201, b"cba")
-    finally:
-        await curcor.to_thread(server.shutdown)
-        server.server_close()
-        thread.join(timeout=3)
     assert one.startswith("stdlib /a?q=1+2 ")
     assert one.split()[-1] == two.split()[-1]  # same client port: kept alive
 

@@ -25,6 +25,7 @@ from .errors import (
     RuntimeMisuse,
     Terminated,
     ThreadCreateError,
+    curcor_log,
     without_frames,
 )
 from .scheduler import Scheduler, Worker, _tls, current_worker
@@ -35,13 +36,6 @@ from .traps import YieldNow, await_once, end_wait, park, worker_and_task
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
     from typing import Any
-
-
-def _log() -> Any:
-    """The ``curcor`` logger (see ``errors.curcor_log``)."""
-    from .errors import curcor_log
-
-    return curcor_log()
 
 
 # What a signal that ends the process at once prints: a second one, or one
@@ -223,7 +217,7 @@ class Runtime:
     def _crash(self, task: Task, exc: BaseException) -> None:
         """An exception escaped a detached task: log it, cancel main."""
         _trim_runtime_frames(exc)
-        _log().error(
+        curcor_log().error(
             "unhandled exception in task %r; cancelling the main task",
             task.name,
             exc_info=(type(exc), exc, exc.__traceback__),
@@ -269,7 +263,7 @@ class Runtime:
         self._grace_done = True
         left = self.sched.tasks()
         if left:
-            _log().warning(
+            curcor_log().warning(
                 "shutdown grace period over; abandoning %d task(s): %s",
                 len(left),
                 ", ".join(t.name for t in left[:10]),
@@ -650,7 +644,7 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
     elif "logging" in sys.modules:
         # (Without logging imported nothing is configured to show an info
         # line; importing it here would cost every first run 3 ms.)
-        _log().info(line)
+        curcor_log().info(line)
 
     # The main task starts on worker 0, which is this thread.
     w0 = sched.workers[0]
@@ -685,7 +679,7 @@ def _apply_log_level(config: Any) -> None:
     sources = getattr(config, "sources", {})
     if sources.get("log", "default") == "default":
         return
-    _log().setLevel(str(config.log).upper())
+    curcor_log().setLevel(str(config.log).upper())
 
 
 def _stop_all(rt: Runtime) -> None:
@@ -850,23 +844,20 @@ async def join_task(task: Task) -> Any:
         raise RuntimeMisuse("a task cannot join itself; it would wait forever")
     if me._cancel_pending:
         raise Cancelled()
-    if w.sched.stopping:
+    # Already finished without an error, the common case (a parent that
+    # starts its children first finds most of them done): on GIL builds the
+    # value, written before DONE, is seen without the stripe lock
+    # (free-threaded builds take it for the ordering).
+    if task._state == DONE and task._exc is None and not w.spread:
+        return task._value
+    sched = w.sched
+    if sched.stopping:
         # The grace period is over and nothing runs again: wait, so that an
         # abandoned task that catches the joined task's error and joins
         # again in a loop ends its step and run() can return.
         from .chan import _block_forever
 
         await _block_forever(me)
-    # Already finished: on GIL builds the outcome, written before DONE, is
-    # seen without the stripe lock (free-threaded builds take it for the
-    # ordering). Most joins of a parent that starts its children first
-    # find them done.
-    if task._state == DONE and not w.spread:
-        exc = task._exc
-        if exc is None:
-            return task._value
-        return take_result(task)
-    sched = w.sched
     stripe = sched.stripe(task)
     stripe.acquire()
     if task._state == DONE or task._state == FREE:

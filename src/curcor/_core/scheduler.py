@@ -407,7 +407,7 @@ class Worker:
         self.local.append(task)
         sched = self.sched
         sched.take_outside_work(self)
-        if not self.spread and sched.surplus() and sched.stand_down(self):
+        if sched.surplus() and sched.stand_down(self):
             sched.idle_wait(self)
 
     def _bad_trap(self, task: Task, trap: Any) -> None:

@@ -77,6 +77,8 @@ import sys
 import threading
 import time
 
+from .errors import curcor_log
+
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
     from typing import Any
@@ -105,13 +107,6 @@ LOCK_WAIT_FACTOR = 5
 _FUTEX = {"x86_64": "202", "aarch64": "98", "arm64": "98", "i686": "240"}
 
 _CURCOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _log() -> Any:
-    """The ``curcor`` logger (see ``errors.curcor_log``)."""
-    from .errors import curcor_log
-
-    return curcor_log()
 
 
 class Sysmon:
@@ -307,7 +302,7 @@ class Sysmon:
             with sched.lock:
                 w.retired = True
                 sched.total -= 1
-            _log().warning("sysmon could not start a spare worker: %s", exc)
+            curcor_log().warning("sysmon could not start a spare worker: %s", exc)
             return
         assert t.ident is not None
         sched.runtime_threads.add(t.ident)
@@ -344,7 +339,7 @@ class Sysmon:
                 "It was cancelled and keeps running: if it catches "
                 "curcor.Cancelled, re-raise it (or leave the loop)"
             )
-        _log().warning(
+        curcor_log().warning(
             "task %r blocked worker %d for over %d ms at %s; %s. %s. Later "
             "blocks from this place are counted in curcor.stats().stuck_steps, "
             "not logged.",
