@@ -12,7 +12,7 @@ import curcor
 from curcor._core import runtime as runtime_module
 from curcor._core.gcgov import CEILING, LOW_YIELD, Governor
 from curcor._core.mempool import MIN_CLASS, BufferPool
-from curcor._core.scheduler import FREE_LIST_IDLE, FREE_LIST_MAX
+from curcor._core.scheduler import FREE_LIST_IDLE, FREE_RECORDS_MAX
 from curcor._core.task import Task
 from curcor.config import load_config
 from curcor.testing import FakeClock
@@ -271,7 +271,7 @@ def test_spawning_in_steady_state_takes_little_more_memory_than_the_coroutine():
 # -- memory given back --------------------------------------------------------
 
 # Tasks run to completion in the test below. 100k rather than the 1M of the
-# issue: it is more than FREE_LIST_MAX, so the cap is exercised, and it
+# issue: it is more than FREE_RECORDS_MAX, so the cap is exercised, and it
 # takes about a second where 1M takes ten and 400 MB (the 1M figures are in
 # docs/gc.md).
 COMPLETED = 100_000
@@ -308,11 +308,11 @@ def test_finished_tasks_leave_nothing_behind_but_the_capped_free_list():
     assert seen["peak"] >= COMPLETED
     assert seen["coroutines"] == 0
     # Records beyond the cap were released; those kept are the free list.
-    assert seen["free"] == FREE_LIST_MAX
-    assert seen["records"] == FREE_LIST_MAX
+    assert seen["free"] == FREE_RECORDS_MAX
+    assert seen["records"] == FREE_RECORDS_MAX
     # Each kept record is one block, its id another; 10% slack for the
     # interpreter's own caches.
-    assert seen["blocks"] <= 2.2 * FREE_LIST_MAX, seen["blocks"]
+    assert seen["blocks"] <= 2.2 * FREE_RECORDS_MAX, seen["blocks"]
 
 
 def test_an_idle_worker_keeps_only_a_few_records_of_a_burst():

@@ -28,7 +28,7 @@ from .errors import (
     curcor_log,
     without_frames,
 )
-from .scheduler import Scheduler, Worker, _tls, current_worker
+from .scheduler import ID_BLOCK, Scheduler, Worker, _tls, current_worker
 from .task import DONE, FREE, RUNNABLE, Task, describe_stack
 from .timers import Clock
 from .traps import YieldNow, await_once, end_wait, park, worker_and_task
@@ -46,9 +46,6 @@ _LATE_SIGNAL = {
 }
 
 DEADLOCK_HEADER = "curcor: all tasks are asleep - deadlock!"
-
-# Ids handed to a worker at a time, so spawning rarely takes the id lock.
-ID_BLOCK = 4096
 
 _running: Runtime | None = None
 _running_lock = threading.Lock()
@@ -822,7 +819,36 @@ def go(coro: Any, name: Any = None) -> Task:
             f"name={name!r}; to pass arguments write curcor.go(fn(arg)), not "
             "curcor.go(fn, arg)"
         )
-    return w.spawn(coro, name)
+    # Worker.spawn, inlined (no ``prepare``): the hot call of every program.
+    free = w.free
+    if free:
+        task = free.pop()
+    elif w.sched.free_pool:
+        task = w.new_record()  # a batch from the shared pool
+    else:
+        task = Task()
+        w.record_misses += 1
+    task.coro = coro
+    task._name = name
+    tid = w.id_next
+    if tid >= w.id_end:
+        tid = w.sched.id_block(ID_BLOCK)
+        w.id_end = tid + ID_BLOCK
+    w.id_next = tid + 1
+    task._id = tid
+    parent = w.current
+    if parent._ctx is not None:
+        task._ctx = parent._ctx.copy()
+    elif w.base:
+        task._ctx = w.base.copy()
+    w.spawned += 1
+    task._state = RUNNABLE
+    w.local.append(task)
+    if w.spread and w.sched.idle:
+        w.sched.wake_for_steal()
+    if w.sched.draining:
+        w.sched.late_spawn(task)
+    return task
 
 
 def cancel_task(task: Task) -> bool:
@@ -839,7 +865,13 @@ async def join_task(task: Task) -> Any:
     Raises:
         The task's exception, or ``Cancelled`` if it was cancelled.
     """
-    w, me = worker_and_task("Task.join()")
+    try:  # worker_and_task, inlined: every join of a spawn tree runs this
+        w = _tls.worker
+        me = w.current
+    except AttributeError:
+        me = None
+    if me is None:
+        worker_and_task("Task.join()")  # raises the misuse error
     if task is me:
         raise RuntimeMisuse("a task cannot join itself; it would wait forever")
     if me._cancel_pending:
@@ -972,7 +1004,8 @@ def snapshot(rt: Runtime | None) -> Any:
         pool_bytes=sched.mempool.pooled,
         pool_bytes_lent=sched.mempool.lent,
         pool_capacity=sched.mempool.capacity,
-        task_records_free=sum(len(w.free) for w in sched.workers),
+        task_records_free=sum(len(w.free) for w in sched.workers)
+        + sum(len(batch) for batch in sched.free_pool),
         # Every spawn is a hit or a miss; the main task is counted as
         # spawned but made by run(), not by a spawn.
         task_record_hits=sum(w.spawned - w.record_misses for w in sched.workers)

@@ -81,7 +81,8 @@ The wait protocol (how a task blocks and is woken; numbered as used)
 
 Lock order: cancel lock -> an object's lock -> a stripe lock -> the
 scheduler lock -> the timer lock (a leaf: nothing is taken while it is
-held). Nothing takes a lock to the left of one it holds.
+held). Nothing takes a lock to the left of one it holds. The record pool's
+``free_lock`` is a leaf too, taken with no other lock held.
 
 Preemption (sysmon.py has the details)
 --------------------------------------
@@ -157,9 +158,18 @@ IO_BUDGET = 32
 # Arbitrary; bounds how long a ping-pong pair can delay queued tasks.
 RUNNEXT_STREAK_MAX = 64
 
-# Records kept per worker for reuse while it runs tasks. Arbitrary; no
-# measurement yet. Beyond it, finished records are freed at once.
-FREE_LIST_MAX = 1 << 16
+# Records kept for reuse while tasks run: each worker's own free list holds
+# up to FREE_LIST_MAX; when it is full, FREE_BATCH of them move to the
+# scheduler's shared pool (up to FREE_POOL_BATCHES batches), where a worker
+# whose list is empty takes a batch, as Go's Ps share a global list of
+# finished goroutines. A task spawned on one worker and finished on another
+# (spawn 1M after sysmon's hand-off: half of them) is then still reused.
+# Beyond both caps a finished record is freed at once. Sizes arbitrary; one
+# worker can keep FREE_RECORDS_MAX (64 Ki) records, about 9 MB.
+FREE_LIST_MAX = 1 << 12
+FREE_BATCH = 1 << 11
+FREE_POOL_BATCHES = 30
+FREE_RECORDS_MAX = FREE_LIST_MAX + FREE_POOL_BATCHES * FREE_BATCH
 
 # Records a worker keeps when it goes idle: a burst's records do not stay
 # pinned while the program waits. Arbitrary; a steady stream of up to this
@@ -181,6 +191,7 @@ WATCHDOG_THREADS: tuple[str, ...] = ("pytest_timeout",)
 STRIPES = 64
 
 _REFS_UNSHARED = refcount_baseline()
+_REFS_LOCAL = refcount_baseline(local=True)
 _getrefcount = sys.getrefcount
 
 # The worker the current thread runs, if any. Read on the hot path of every
@@ -258,18 +269,41 @@ class Worker:
         if self.sched.spread and self.sched.idle:
             self.sched.wake_for_steal()
 
+    def new_record(self) -> Task:
+        """Owner only, own free list empty: a batch of records from the
+        shared pool (returning one of them), else a new record."""
+        pool = self.sched.free_pool
+        if pool:
+            with self.sched.free_lock:
+                batch = pool.pop() if pool else None
+            if batch is not None:
+                free = self.free
+                free.extend(batch)
+                return free.pop()
+        self.record_misses += 1  # hits are spawned - record_misses
+        return Task()
+
+    def spill(self) -> bool:
+        """Owner only, own free list full: move a batch of it to the shared
+        pool; False (nothing moved) when the pool is full too."""
+        sched = self.sched
+        free = self.free
+        with sched.free_lock:
+            if len(sched.free_pool) >= FREE_POOL_BATCHES:
+                return False
+            sched.free_pool.append(free[-FREE_BATCH:])
+        del free[-FREE_BATCH:]
+        return True
+
     def spawn(self, coro: Any, name: str | None, prepare: Any = None) -> Task:
         """Owner only: a new runnable task for ``coro`` on this run queue.
 
         ``prepare(task)``, if given, runs before the task is queued (a task
         group attaches its scope there, before any worker can run it).
+        ``curcor.go`` inlines this (without ``prepare``): keep the two alike.
         """
         free = self.free
-        if free:
-            task = free.pop()  # a hit: hits are spawned - record_misses
-        else:
-            task = Task()
-            self.record_misses += 1
+        task = free.pop() if free else self.new_record()
         task.coro = coro
         task._name = name
         tid = self.id_next
@@ -324,6 +358,7 @@ class Worker:
         popleft = local.popleft
         append = local.append
         sched = self.sched
+        free = self.free
         streak = 0  # runnext hand-offs in a row
         steps = self.steps  # counted here, published at every step
         while True:
@@ -373,7 +408,20 @@ class Worker:
                     else:
                         trap = ctx.run(task.coro.throw, exc)
             except StopIteration as stop:
-                self._finish(task, stop.value, None)
+                # The common end, inlined: nobody else holds the record
+                # (see _finish), so it goes back to the free list.
+                self.current = None
+                if _getrefcount(task) > _REFS_LOCAL or task._group is not None:
+                    self._finish_shared(task, stop.value, None)
+                elif sched.draining or len(free) >= FREE_LIST_MAX:
+                    self._finish(task, stop.value, None)
+                else:
+                    self.finished += 1
+                    task.coro = None
+                    task._ctx = None
+                    task._scope = None
+                    task._cancel_pending = False
+                    free.append(task)
                 task = None
             except BaseException as error:
                 if type(error) is RuntimeError:
@@ -433,14 +481,19 @@ class Worker:
         self.local.append(task)
 
     def _finish(self, task: Task, value: Any, exc: BaseException | None) -> None:
-        """Record the outcome of ``task``, wake its joiners, recycle the record."""
+        """Record the outcome of ``task``, wake its joiners, recycle the record.
+
+        (The loop does the common cases itself: it recycles an unshared
+        record that ended without an error, and calls ``_finish_shared``
+        for a shared one.)
+        """
         self.current = None
-        self.finished += 1
         sched = self.sched
 
         # Nobody else holds the record: nobody can join it or read its
         # outcome; reuse it. (The main task is always shared: ``sched.main``.)
         if _getrefcount(task) <= _REFS_UNSHARED and task._group is None:
+            self.finished += 1
             if exc is not None:
                 sched.task_failed(task, exc, shared=False)
                 task._value = None  # (a throw does not clear it)
@@ -448,35 +501,58 @@ class Worker:
                 task._state = DONE
                 sched.task_ended(task)
                 return
-            free = self.free
-            if len(free) < FREE_LIST_MAX:
-                # Reset what the next spawn does not overwrite (``_exc`` is
-                # None after any last step: the loop clears it first).
-                task.coro = None
-                task._ctx = None
-                task._scope = None
-                task._cancel_pending = False
-                free.append(task)
+            if len(self.free) >= FREE_LIST_MAX and not self.spill():
+                return  # every list is full: the record is freed
+            # Reset what the next spawn does not overwrite (``_exc`` is
+            # None after any last step: the loop clears it first).
+            task.coro = None
+            task._ctx = None
+            task._scope = None
+            task._cancel_pending = False
+            self.free.append(task)
             return
+        self._finish_shared(task, value, exc)
 
-        # Shared: publish DONE under the stripe lock and wake the joiners. A
-        # failed task keeps the traceback it ended with in ``_value``: every
-        # join re-raises the error with that one (take_result), so joins in
-        # a loop do not grow it without end.
+    def _finish_shared(self, task: Task, value: Any, exc: Any) -> None:
+        """``_finish`` of a record someone else holds: publish the outcome."""
+        self.current = None
+        self.finished += 1
+        sched = self.sched
+
+        # Publish DONE under the stripe lock and wake the joiners. A failed
+        # task keeps the traceback it ended with in ``_value``: every join
+        # re-raises the error with that one (take_result), so joins in a
+        # loop do not grow it without end.
         task._value = value if exc is None else exc.__traceback__
         task._exc = exc
         stripe = sched._stripes[(id(task) >> 4) & (STRIPES - 1)]  # stripe()
-        with stripe:
-            task._state = DONE
-            joiners = task._joiners
+        stripe.acquire()
+        task._state = DONE
+        joiners = task._joiners
+        if joiners is None:  # nobody waits yet: the common case
+            stripe.release()
+            woken = False
+        else:
             task._joiners = None
-            woken = []
-            if joiners:
-                for waiter, seq in joiners:
-                    if waiter._wait_seq == seq and waiter._waiting_on is task:
-                        waiter._wait_seq = seq + 1
-                        waiter._waiting_on = None
-                        woken.append(waiter)
+            woken = self._wake_joiners(task, joiners, stripe)
+        group = task._group
+        if group is not None:
+            group._child_done(task, exc)
+        elif exc is not None and not woken:
+            sched.task_failed(task, exc, shared=True)
+        if task is sched.main or sched.draining:
+            sched.task_ended(task)
+
+    def _wake_joiners(self, task: Task, joiners: list[Any], stripe: Any) -> bool:
+        """Claim the live entries of ``joiners`` (``stripe`` held, released
+        here) and queue their tasks; True if any was woken."""
+        woken = []
+        for waiter, seq in joiners:
+            if waiter._wait_seq == seq and waiter._waiting_on is task:
+                waiter._wait_seq = seq + 1
+                waiter._waiting_on = None
+                woken.append(waiter)
+        stripe.release()
         # Joiners queue at the tail, not in runnext: a parent joining its
         # children one by one would otherwise run between every two of them
         # and park once per child; behind its queued siblings it finds them
@@ -486,13 +562,7 @@ class Worker:
             self.local.append(waiter)
         if woken and self.spread and self.sched.idle:
             self.sched.wake_for_steal()
-        group = task._group
-        if group is not None:
-            group._child_done(task, exc)
-        elif exc is not None and not woken:
-            sched.task_failed(task, exc, shared=True)
-        if task is sched.main or sched.draining:
-            sched.task_ended(task)
+        return bool(woken)
 
     # -- the slow path --------------------------------------------------------
 
@@ -518,9 +588,13 @@ class Worker:
                 return None
 
             # Nothing anywhere: park (or poll) until woken. A burst's records
-            # beyond FREE_LIST_IDLE go back to the allocator first.
+            # beyond FREE_LIST_IDLE, and the shared pool's, go back to the
+            # allocator first.
             if len(self.free) > FREE_LIST_IDLE:
                 del self.free[FREE_LIST_IDLE:]
+            if sched.free_pool:
+                with sched.free_lock:
+                    sched.free_pool.clear()
             sched.idle_wait(self)
             task = self._take_local()
             if task is not None:
@@ -652,6 +726,11 @@ class Scheduler:
         self.task_ended: Any = _no_hook
         self.task_failed: Any = _no_hook
         self.outside_spawned = 0  # from_thread spawns, guarded by ``lock``
+        # Batches of free task records any worker may take (see
+        # FREE_LIST_MAX). Lock rule: guarded by ``free_lock``, a leaf lock;
+        # unlocked reads only decide whether to take it.
+        self.free_pool: list[list[Task]] = []
+        self.free_lock = threading.Lock()
         self._next_id = 0
         self._id_lock = threading.Lock()
 

@@ -201,8 +201,9 @@ def describe_stack(task: Task) -> list[str]:
     ]
 
 
-def refcount_baseline() -> int:
-    """How many references ``Worker._finish`` sees on an unshared record.
+def refcount_baseline(local: bool = False) -> int:
+    """How many references ``Worker._finish`` sees on an unshared record, or
+    with ``local`` the worker loop, which holds it in a local variable only.
 
     Measured once at import rather than assumed, since the count differs
     between interpreter versions and builds.
@@ -215,4 +216,8 @@ def refcount_baseline() -> int:
         t = Task()
         return probe(t)
 
-    return outer()
+    def in_place() -> int:
+        t = Task()
+        return sys.getrefcount(t)
+
+    return in_place() if local else outer()
