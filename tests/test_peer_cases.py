@@ -1354,3 +1354,175 @@ def test_main_returning_while_others_are_blocked_is_not_a_deadlock():
 
     assert curcor.run(main(), clock=FakeClock()) == "bye"
     assert cleaned == [True]
+
+
+# -- time arguments, timers that nobody can receive from -----------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda bg, bad: bg.with_timeout(bad),
+        lambda bg, bad: bg.with_deadline(bad),
+        lambda bg, bad: curcor.sleep(bad),
+        lambda bg, bad: curcor.Timer(bad),
+        lambda bg, bad: curcor.Ticker(bad),
+        lambda bg, bad: curcor.CancelScope(deadline=bad),
+        lambda bg, bad: curcor.timeout(bad),
+        lambda bg, bad: curcor.after(bad),
+    ],
+)
+async def test_every_time_argument_refuses_nan_strings_and_huge_ints(make):
+    """trio#1256-style: a NaN deadline on the timer heap never falls due and
+    holds back every later timer. Found here: Context.with_timeout(nan)
+    froze all timers and spun the poller."""
+    bg = curcor.background()
+    for bad, kind in [(float("nan"), ValueError), ("1", TypeError), (True, TypeError)]:
+        with pytest.raises(kind, match=r"seconds|period"):
+            make(bg, bad)
+    with pytest.raises(ValueError, match="too large for a float"):
+        make(bg, 10**400)
+    with curcor.move_on_after(1) as scope:  # timers still fire
+        await curcor.sleep(5)
+    assert scope.cancelled_caught
+
+
+async def test_a_ticker_period_below_a_nanosecond_is_refused():
+    """A 1e-320 s period used to overflow the missed-tick arithmetic inside
+    the timer callback, after the Ticker was made; Go's Duration is whole
+    nanoseconds."""
+    with pytest.raises(ValueError, match="at least 1e-9"):
+        curcor.Ticker(1e-320)
+    ticker = curcor.Ticker(1e-9)
+    await ticker.c.recv()
+    ticker.stop()
+
+
+async def test_after_channels_that_lost_their_select_are_freed_at_once():
+    """golang/go#8898 (fixed in Go 1.23): time.After in a select loop whose
+    other case always wins kept every timer and channel until it fired."""
+    ch = curcor.Channel(1)
+    for i in range(5000):
+        ch.try_send(i)
+        await curcor.select(curcor.recv(ch), curcor.recv(curcor.after(3600)))
+    await curcor.sleep(0)
+    # Abandoned entries are purged once they outnumber the live ones.
+    assert curcor.stats().timers_pending < 200
+    late = curcor.after(0.5)  # a kept one still fires
+    assert (await late.recv()) >= 0.5
+
+
+# -- streams: asyncio's test_streams ---------------------------------------------
+
+
+async def stream_pair():
+    import socket
+
+    from curcor import net
+
+    a, b = socket.socketpair()
+    return net.Stream(net.Socket(a)), net.Stream(net.Socket(b))
+
+
+async def test_stream_read_zero_returns_nothing_and_consumes_nothing():
+    """asyncio test_streams.test_read_zero: read(0) is b"" at once; it used
+    to read (and drop for the caller) a whole buffer, or block."""
+    st, peer = await stream_pair()
+    with curcor.move_on_after(1) as scope:
+        assert await st.read(0) == b""
+    assert not scope.cancelled_caught
+    peer.write(b"payload")
+    await peer.drain()
+    assert await st.read(0) == b""
+    assert await st.read_exactly(7) == b"payload"
+    st.close()
+    peer.close()
+
+
+async def test_stream_arguments_of_the_wrong_type_or_range_are_refused():
+    """asyncio validates these; they used to fail deep inside (str + bytearray,
+    slice indices) or be accepted (a write_limit that broke every write)."""
+    from curcor import net
+
+    st, peer = await stream_pair()
+    with pytest.raises(ValueError, match="read_exactly"):
+        await st.read_exactly(-1)
+    with pytest.raises(TypeError, match="takes an int"):
+        await st.read_exactly(1.5)
+    with pytest.raises(TypeError, match="takes an int"):
+        await st.read("3")
+    with pytest.raises(ValueError, match="limit"):
+        await st.read_until(b"\n", limit=0)
+    with pytest.raises(ValueError, match="separator"):
+        await st.read_until("\n")
+    with pytest.raises(TypeError, match="encode it"):
+        st.write("text")
+    with pytest.raises(TypeError, match="write_limit"):
+        net.Stream(st.socket, write_limit="x")
+    with pytest.raises(ValueError, match="write_limit"):
+        net.Stream(st.socket, write_limit=-5)
+    assert st.buffered == 0  # nothing half-written
+    st.close()
+    peer.close()
+
+
+# -- cancel scopes: trio's test_cancel_scope_misnesting ---------------------------
+
+
+async def test_a_cancel_scope_exited_from_another_task_is_refused_and_left_intact():
+    """trio checks the exiting task; curcor used to let another task rewrite
+    the owner's scope chain, and the owner's correct exit then failed."""
+    scope = curcor.CancelScope()
+    scope.__enter__()
+
+    async def other():
+        with pytest.raises(curcor.RuntimeMisuse, match="in the task that entered"):
+            scope.__exit__(None, None, None)
+
+    await curcor.go(other()).join()
+    assert scope.__exit__(None, None, None) is False
+
+
+async def test_a_misnested_scope_exit_closes_the_scopes_inside_it():
+    """trio repairs its scope stack when it reports misnesting; here the
+    async generator's scope stayed in the task's chain and its deadline
+    later cancelled the task for good."""
+
+    async def agen():
+        with curcor.move_on_after(0.05):
+            yield 1
+            await curcor.sleep(1)
+            yield 2
+
+    gen = agen()
+    assert await gen.__anext__() == 1
+    with pytest.raises(curcor.RuntimeMisuse, match="reverse order"):
+        with curcor.move_on_after(10):
+            await gen.__anext__()
+    await curcor.sleep(0.1)  # past the generator scope's deadline
+    with curcor.move_on_after(0.02) as later:
+        await curcor.sleep(5)
+    assert later.cancelled_caught
+    await curcor.sleep(0)  # not cancelled: the stale scope is gone
+
+    outer, inner = curcor.CancelScope(), curcor.CancelScope()
+    outer.__enter__()
+    inner.__enter__()
+    with pytest.raises(curcor.RuntimeMisuse):
+        outer.__exit__(None, None, None)
+    assert inner.__exit__(None, None, None) is False  # already closed: quiet
+
+
+# -- sync arguments ------------------------------------------------------------------
+
+
+def test_semaphore_and_condition_counts_must_be_ints_of_at_least_zero():
+    """Semaphore(True) was accepted and Condition.notify(1.5) woke two."""
+    for bad, kind in [(True, TypeError), (1.5, TypeError), (-1, ValueError)]:
+        with pytest.raises(kind, match="Semaphore"):
+            curcor.Semaphore(bad)
+    cond = curcor.Condition()
+    for bad, kind in [(1.5, TypeError), ("1", TypeError), (-1, ValueError)]:
+        with pytest.raises(kind, match="notify"):
+            cond.notify(bad)
+    cond.notify(0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import Cancelled, RuntimeMisuse
+from .errors import Cancelled, RuntimeMisuse, check_seconds
 from .scheduler import Scheduler, current_worker
 from .task import DONE, FREE, Task
 
@@ -64,6 +64,7 @@ class CancelScope:
         "_shield",
         "_task",
         "_timed_out",
+        "_unwound",
         "cancelled_caught",
     )
 
@@ -80,6 +81,7 @@ class CancelScope:
         self._raise_timeout: float | None = None
         self._relative: float | None = None  # seconds after entry (timeout())
         self._timed_out = False
+        self._unwound = False  # closed early by a misnested exit (_unwind)
         self.cancelled_caught = False
 
     # -- entering and leaving -------------------------------------------------
@@ -107,10 +109,22 @@ class CancelScope:
         task, sched = self._task, self._sched
         if task is None or sched is None:
             raise RuntimeMisuse("CancelScope exited without being entered")
+        w = current_worker()
+        if w is None or w.current is not task:
+            raise RuntimeMisuse(
+                "a cancel scope must be exited in the task that entered it; "
+                "this one was entered by task "
+                f"{task.name!r}: keep each `with` block inside one task"
+            )
+        if self._unwound:
+            return False  # already closed by an outer scope's misnested exit
         if task._scope is not self:
+            self._unwind(task, sched)
             raise RuntimeMisuse(
                 "cancel scopes must be exited in the reverse order of entry, in "
-                "the task that entered them"
+                "the task that entered them (a scope left open across a yield "
+                "of an async generator does this); the scopes entered inside "
+                "this one were closed with it"
             )
         if self._handle is not None:
             self._handle.cancel()
@@ -135,6 +149,28 @@ class CancelScope:
                 ) from None
             return True
         return False
+
+    def _unwind(self, task: Task, sched: Scheduler) -> None:
+        """Misnested exit: close this scope and every scope still open inside
+        it, so that none of them can cancel the task later (trio repairs its
+        scope stack the same way before it reports the error)."""
+        with sched.cancel_lock:
+            chain = []
+            scope = task._scope
+            while scope is not None and scope is not self:
+                chain.append(scope)
+                scope = scope._parent
+            if scope is None:  # not in this task's chain any more
+                chain = []
+            for inner in [*chain, self]:
+                inner._unwound = True
+                inner._detach()
+                if inner._handle is not None:
+                    inner._handle.cancel()
+                    inner._handle = None
+            if scope is self:
+                task._scope = self._parent
+            recompute(task)
 
     def _attach(self, parent: CancelScope | None) -> None:
         """Called with the cancel lock held: hang below ``parent``."""
@@ -228,11 +264,7 @@ class CancelScope:
 
 
 def _check_deadline(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"a deadline is a number of seconds, not {value!r}")
-    if value != value:
-        raise ValueError("a deadline cannot be NaN; use math.inf for none")
-    return float(value)
+    return check_seconds(value, "a CancelScope deadline")
 
 
 def timeout(seconds: float) -> CancelScope:
@@ -262,14 +294,7 @@ def move_on_after(seconds: float) -> CancelScope:
 
 def _seconds_ok(seconds: float, what: str) -> float:
     """Validate a relative timeout; negative means "already expired"."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(
-            f"{what} takes seconds as a number, not {seconds!r}: "
-            f"write {what.removesuffix('()')}(1.5)"
-        )
-    if seconds != seconds:
-        raise ValueError(f"{what} got NaN seconds; give a number (inf: no limit)")
-    return max(0.0, float(seconds))
+    return max(0.0, check_seconds(seconds, what))
 
 
 # -- the tree walk ------------------------------------------------------------

@@ -109,7 +109,7 @@ class Channel(Waitable):
     # Lock rule: every field but ``cap`` is guarded by ``_lock``. Invariants:
     # a waiting sender implies a full buffer; a waiting receiver implies an
     # empty buffer (stale entries aside); once closed, no sender waits.
-    __slots__ = ("_buf", "_closed", "_lock", "_recvq", "_sendq", "cap")
+    __slots__ = ("__weakref__", "_buf", "_closed", "_lock", "_recvq", "_sendq", "cap")
 
     def __init__(self, n: int = 0) -> None:
         if not isinstance(n, int) or isinstance(n, bool):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import threading
 import types
+import weakref
+from functools import partial
 
 from .chan import Channel
-from .errors import Cancelled, RuntimeMisuse, WouldBlock
+from .errors import Cancelled, RuntimeMisuse, WouldBlock, check_seconds
 from .scheduler import YIELD, _tls
 from .traps import YIELD_NOW, park, worker_and_task
 
@@ -20,12 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def _seconds(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what} takes seconds as a number, not {value!r}")
-    if value != value:
-        raise ValueError(f"{what} got NaN seconds")
-    return float(value)
+_seconds = check_seconds
 
 
 def sleep(seconds: float) -> Any:
@@ -89,11 +86,21 @@ def after(seconds: float) -> Channel:
     seconds = _seconds(seconds, "curcor.after()")
     w, _ = worker_and_task("curcor.after()")
     ch = Channel(1)
-    sched = w.sched
-    sched.timers.call_at(
-        sched.clock.now() + max(0.0, seconds), lambda: ch.try_send(sched.clock.now())
+    clock = w.sched.clock
+    # The timer holds the channel weakly, as Go 1.23's does: a channel that
+    # lost its select and is dropped is freed now, not when the timer is
+    # due, and its entry is abandoned (purged with the other stale ones).
+    ref = weakref.ref(ch, lambda _ref: handle.abandon())
+    handle = w.sched.timers.call_at(
+        clock.now() + max(0.0, seconds), partial(_after_fire, ref, clock)
     )
     return ch
+
+
+def _after_fire(ref: Any, clock: Any) -> None:
+    ch = ref()
+    if ch is not None:
+        ch.try_send(clock.now())
 
 
 class Timer:
@@ -107,7 +114,7 @@ class Timer:
         self._sched = w.sched
         self.c = Channel(1)
         self._handle: Any = None
-        self.reset(seconds)
+        self._arm(_seconds(seconds, "curcor.Timer()"))
 
     def _fire(self) -> None:
         self.c.try_send(self._sched.clock.now())
@@ -127,11 +134,14 @@ class Timer:
         (or had fired unreceived)."""
         seconds = _seconds(seconds, "Timer.reset()")
         was = self.stop()
+        self._arm(seconds)
+        return was
+
+    def _arm(self, seconds: float) -> None:
         sched = self._sched
         self._handle = sched.timers.call_at(
             sched.clock.now() + max(0.0, seconds), self._fire
         )
-        return was
 
 
 def _drain(ch: Channel) -> bool:
@@ -227,10 +237,18 @@ class Ticker:
         return value
 
 
+# Shortest Ticker period: Go's Duration counts whole nanoseconds, and a
+# shorter period would make the missed-tick arithmetic overflow.
+MIN_PERIOD = 1e-9
+
+
 def _period(period: float, what: str) -> float:
     period = _seconds(period, what)
-    if period <= 0:
-        raise ValueError(f"Ticker period must be > 0 seconds, not {period!r}")
+    if not period >= MIN_PERIOD:
+        raise ValueError(
+            f"{what}: a Ticker period must be at least 1e-9 seconds (1 ns), "
+            f"not {period!r}"
+        )
     return period
 
 

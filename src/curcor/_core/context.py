@@ -11,7 +11,7 @@ import threading
 
 from .cancel import CancelScope
 from .chan import Channel
-from .errors import RuntimeMisuse
+from .errors import RuntimeMisuse, check_seconds
 
 TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
@@ -78,10 +78,14 @@ class Context:
         """A cancellable child that cancels itself ``seconds`` from now."""
         from .runtime import now
 
-        return self.with_deadline(now() + float(seconds))
+        seconds = check_seconds(seconds, "Context.with_timeout()")
+        return self._with_deadline(now() + seconds)
 
     def with_deadline(self, deadline: float) -> Context:
         """A cancellable child that cancels itself at ``deadline`` (runtime clock)."""
+        return self._with_deadline(check_seconds(deadline, "Context.with_deadline()"))
+
+    def _with_deadline(self, deadline: float) -> Context:
         child = Context(self, deadline=deadline, cancellable=True)
         child._arm()
         return child

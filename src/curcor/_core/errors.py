@@ -86,6 +86,26 @@ for _cls in (
     _cls.__module__ = "curcor"
 
 
+def check_seconds(value: Any, what: str) -> float:
+    """``value`` as a float number of seconds (or a deadline), or a clear
+    ``TypeError`` or ``ValueError`` naming ``what``: every time argument of
+    the runtime goes through here, so none can put NaN on the timer heap
+    (where it would never fall due and hold back every later timer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{what} takes seconds as a number (int or float), not {value!r}"
+        )
+    if value != value:
+        raise ValueError(f"{what} got NaN seconds; give a number (math.inf: never)")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{what} got a number of seconds too large for a float; "
+            "use math.inf for no limit"
+        ) from None
+
+
 def without_frames(tb: Any, ours: Any) -> Any:
     """``tb`` without the frames whose file ``ours(filename)`` claims. The
     innermost frame stays even when it is claimed, so an error raised there

@@ -200,8 +200,10 @@ class Semaphore(Waitable):
     __slots__ = ("_lock", "_value", "_waiters")
 
     def __init__(self, value: int = 1) -> None:
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"Semaphore value must be an int >= 0, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"Semaphore(value) takes an int >= 0, not {value!r}")
+        if value < 0:
+            raise ValueError(f"Semaphore(value) takes an int >= 0, not {value!r}")
         self._lock = threading.Lock()
         self._value = value  # guarded by _lock
         self._waiters = WaitQueue()
@@ -498,6 +500,10 @@ class Condition(Waitable):
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiting tasks."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"Condition.notify(n) takes an int >= 0, not {n!r}")
+        if n < 0:
+            raise ValueError(f"Condition.notify(n) takes an int >= 0, not {n!r}")
         woken: list[tuple[Any, ...]] = []
         with self._lock:
             while len(woken) < n:

@@ -382,12 +382,28 @@ def _blocking_site(ident: int) -> tuple[str, int]:
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_CURCOR_DIR):
-            site = (filename, frame.f_lineno or 0)
+            site = (filename, _frame_line(frame))
             if not filename.startswith(_library_dirs()):
                 return site
             fallback = fallback or site
         frame = frame.f_back
     return fallback or ("<unknown>", 0)
+
+
+def _frame_line(frame: Any) -> int:
+    """The line ``frame`` is at. ``f_lineno`` is None while the frame is
+    between lines (an instruction with no line of its own, as in a loop's
+    back edge): then the nearest line at or before its last instruction."""
+    if frame.f_lineno is not None:
+        return int(frame.f_lineno)
+    lasti = frame.f_lasti
+    best = frame.f_code.co_firstlineno
+    for start, _end, line in frame.f_code.co_lines():
+        if start > lasti:
+            break
+        if line is not None:
+            best = line
+    return int(best)
 
 
 def _library_dirs() -> tuple[str, ...]:

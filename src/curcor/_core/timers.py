@@ -95,6 +95,14 @@ class Handle:
                 timers._count_stale()
         return was
 
+    def abandon(self) -> None:
+        """Cancel without the lock, from a weakref callback (which may run
+        wherever the last reference dropped, the timer lock held included):
+        the entry will not fire and is counted at the next ``call_at``."""
+        if self.active:
+            self.active = False
+            self._timers.abandoned += 1  # a racy count, only a purge hint
+
 
 class Timers:
     """The runtime's timer heap.
@@ -111,6 +119,9 @@ class Timers:
         self.heap: list[list[Any]] = []
         self._seq = 0
         self._stale = 0
+        # Entries cancelled by Handle.abandon, not yet counted in _stale.
+        # Written without the lock: a lost update only delays a purge.
+        self.abandoned = 0
         self.fired = 0
         # Called (lock-free) when a new entry became the earliest, so that
         # a poller waiting for a later deadline re-computes its timeout.
@@ -130,9 +141,15 @@ class Timers:
 
     def call_at(self, deadline: float, fn: Callable[[], Any]) -> Handle:
         """Call ``fn()`` on a worker at ``deadline``; cancel with the handle."""
+        if deadline != deadline:
+            raise ValueError("a timer deadline cannot be NaN")
         handle = Handle(self)
         entry = [deadline, 0, CALL, fn, handle]
         with self.lock:
+            if self.abandoned:
+                self._stale += self.abandoned - 1
+                self.abandoned = 0
+                self._count_stale()
             self._seq += 1
             entry[1] = self._seq
             heapq.heappush(self.heap, entry)

@@ -68,6 +68,15 @@ class ByteChannel(Protocol):
     def close(self) -> None: ...
 
 
+def _count(n: Any, what: str, minimum: int | None = 0) -> int:
+    """``n`` as an int of at least ``minimum`` (None: any); else a clear error."""
+    if type(n) is not int and (isinstance(n, bool) or not isinstance(n, int)):
+        raise TypeError(f"{what} takes an int, not {n!r}")
+    if minimum is not None and n < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, not {n}")
+    return int(n)
+
+
 class Stream:
     """A buffered byte stream over a ``ByteChannel`` (socket, TLS, pipe).
 
@@ -78,7 +87,7 @@ class Stream:
         # Typed loosely: callers reach through to a Socket's extras
         # (shutdown, raw, getpeercert) when they know what they built.
         self.socket: Any = sock
-        self.write_limit = write_limit
+        self.write_limit = _count(write_limit, "Stream(write_limit=)")
         self._rbuf = bytearray()
         self._wbuf = bytearray()
         self._eof = False
@@ -117,7 +126,11 @@ class Stream:
         Like every Stream operation, a checkpoint: in a cancelled scope it
         raises ``Cancelled`` even when bytes are already buffered.
         """
+        if type(n) is not int:
+            _count(n, "Stream.read(n)", minimum=None)
         _checkpoint("Stream.read()")
+        if n == 0:
+            return b""  # as asyncio: consumes nothing, never waits
         if not self._rbuf and not self._eof:
             # Nothing buffered: hand the kernel's bytes over as they come,
             # with no copy through the buffer (the common echo/proxy case).
@@ -158,6 +171,7 @@ class Stream:
             IncompleteReadError: the stream ended first (``.partial`` holds
                 what arrived).
         """
+        _count(n, "Stream.read_exactly(n)")
         _checkpoint("Stream.read_exactly()")
         while len(self._rbuf) < n:
             if self._eof or not await self._fill():
@@ -175,8 +189,11 @@ class Stream:
             LimitOverrunError: no separator within ``limit`` bytes.
             IncompleteReadError: the stream ended first.
         """
-        if not separator:
-            raise ValueError("read_until() needs a non-empty separator")
+        if not isinstance(separator, bytes | bytearray) or not separator:
+            raise ValueError(
+                f"read_until() needs a non-empty bytes separator, not {separator!r}"
+            )
+        _count(limit, "Stream.read_until(limit=)", minimum=1)
         _checkpoint("Stream.read_until()")
         start = 0
         while True:
@@ -212,6 +229,12 @@ class Stream:
                 ``await stream.drain()`` first.
             ClosedResourceError: the stream was closed.
         """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            hint = "; encode it: write(text.encode())" if type(data) is str else ""
+            raise TypeError(
+                f"Stream.write() takes bytes, bytearray or memoryview, not "
+                f"{type(data).__name__}{hint}"
+            )
         if self.socket.closed:
             raise ClosedResourceError(
                 errno.EBADF, "write() on a closed stream: the bytes would be lost"
