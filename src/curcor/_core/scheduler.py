@@ -413,15 +413,19 @@ class Worker:
                 self.current = None
                 if _getrefcount(task) > _REFS_LOCAL or task._group is not None:
                     self._finish_shared(task, stop.value, None)
-                elif sched.draining or len(free) >= FREE_LIST_MAX:
+                elif sched.draining:
                     self._finish(task, stop.value, None)
                 else:
                     self.finished += 1
-                    task.coro = None
-                    task._ctx = None
-                    task._scope = None
-                    task._cancel_pending = False
-                    free.append(task)
+                    if len(free) < FREE_LIST_MAX or (
+                        len(sched.free_pool) < FREE_POOL_BATCHES and self.spill()
+                    ):
+                        task.coro = None
+                        task._ctx = None
+                        task._scope = None
+                        task._cancel_pending = False
+                        free.append(task)
+                    # (else every list is full: the record is freed)
                 task = None
             except BaseException as error:
                 if type(error) is RuntimeError:
@@ -501,7 +505,9 @@ class Worker:
                 task._state = DONE
                 sched.task_ended(task)
                 return
-            if len(self.free) >= FREE_LIST_MAX and not self.spill():
+            if len(self.free) >= FREE_LIST_MAX and (
+                len(sched.free_pool) >= FREE_POOL_BATCHES or not self.spill()
+            ):
                 return  # every list is full: the record is freed
             # Reset what the next spawn does not overwrite (``_exc`` is
             # None after any last step: the loop clears it first).
