@@ -50,7 +50,7 @@ lint: $(STAMP)
 # benchmarks/results/. bench: every workload on every runtime (Go when `go`
 # is on PATH), echo and HTTP included, medians of 3 (about 10 min on 2
 # cores). bench-quick: smaller sizes on curcor (pure and compiled), asyncio
-# and the floor, echo and HTTP one short run each (under 3 min). bench-net:
+# and the floor, echo and HTTP one short run each (about 45 s; the target is under 3 min). bench-net:
 # echo and HTTP alone.
 bench-quick: $(STAMP)
 	$(PY) benchmarks/run.py --suite --quick

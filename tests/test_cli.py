@@ -939,3 +939,111 @@ def test_a_traceback_through_curcor_run_and_a_join_shows_only_program_frames(
     assert "_core" not in result.stderr, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("  File")]
     assert [ln.rsplit(", in ", 1)[1] for ln in lines] == ["<module>", "main", "work"]
+
+
+@pytest.mark.parametrize("kind", ["directory", "broken symbolic link"])
+def test_a_curcor_toml_that_is_not_a_file_panics_instead_of_being_ignored(
+    tmp_path, kind
+):
+    path = tmp_path / "curcor.toml"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "missing.toml")
+    write(tmp_path / "pyproject.toml", "[tool.curcor]\nmaxprocs = 1\n")
+    write(tmp_path / "app.py", "print('never')\n")
+    result = curcor("run", "app.py", cwd=tmp_path)
+    line = assert_one_line(result, 2, PANIC + str(path))
+    assert f"is a {kind}" in line
+
+
+def test_a_toml_nested_too_deeply_is_one_panic_line_not_a_recursion_error(tmp_path):
+    write(tmp_path / "curcor.toml", "maxprocs = " + "[" * 50_000 + "]" * 50_000)
+    write(tmp_path / "app.py", "print('never')\n")
+    for command in (["run", "app.py"], ["env"]):
+        result = curcor(*command, cwd=tmp_path)
+        assert_one_line(result, 2, PANIC)
+        assert "too deeply" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_to_a_full_device_is_one_line_not_a_traceback(tmp_path):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "curcor", "env"],
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "curcor env: cannot write its output: No space left on device"
+    )
+
+
+def test_a_planned_command_says_it_is_not_built_yet(tmp_path):
+    result = curcor("proxy", cwd=tmp_path)
+    assert_one_line(result, 2, "curcor: `curcor proxy` is planned but not built yet")
+
+
+def test_init_that_fails_midway_leaves_no_half_made_project(tmp_path, monkeypatch):
+    from curcor.cli import init
+
+    real_open = open
+    calls = []
+
+    def failing_open(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    with pytest.raises(OSError):
+        init.scaffold("myapp", str(tmp_path))
+    monkeypatch.undo()
+    assert not (tmp_path / "myapp").exists()
+    assert init.scaffold("myapp", str(tmp_path))  # a second try works
+
+
+def test_a_report_that_cannot_be_written_whole_leaves_the_old_one(
+    tmp_path, monkeypatch
+):
+    from curcor.cli._files import write_whole
+
+    report = tmp_path / "report.html"
+    report.write_text("OLD GOOD REPORT")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        write_whole(str(report), "<html>new</html>")
+    assert report.read_text() == "OLD GOOD REPORT"
+    assert os.listdir(tmp_path) == ["report.html"]  # no temporary file left
+    monkeypatch.undo()
+    write_whole(str(report), "<html>new</html>")
+    assert report.read_text() == "<html>new</html>"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--shutdown-grace", "1e12", "app.py"], "is more than 86400"),
+        (["run", "--trace", "9223372036855", "app.py"], "is more than 3600000"),
+    ],
+)
+def test_durations_too_long_to_wait_for_are_refused_at_boot(tmp_path, args, message):
+    write(tmp_path / "app.py", "print('never')\n")
+    line = assert_one_line(curcor(*args, cwd=tmp_path), 2, PANIC)
+    assert message in line
+
+
+def test_top_refuses_an_interval_it_could_never_sleep(tmp_path):
+    result = curcor("top", "--interval", "1e12", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "at most 3600" in result.stderr

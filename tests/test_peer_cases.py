@@ -1526,3 +1526,35 @@ def test_semaphore_and_condition_counts_must_be_ints_of_at_least_zero():
         with pytest.raises(kind, match="notify"):
             cond.notify(bad)
     cond.notify(0)
+
+
+def test_fake_clock_refuses_nan_strings_and_going_back():
+    """A NaN fake clock hung run() for ever; advance(-5) moved a monotonic
+    clock back."""
+    for bad, kind in [(float("nan"), ValueError), ("x", TypeError)]:
+        with pytest.raises(kind, match="FakeClock"):
+            FakeClock(bad)
+        with pytest.raises(kind, match="FakeClock"):
+            FakeClock().advance(bad)
+    for bad in (-5, float("inf")):
+        with pytest.raises(ValueError, match="forward by a finite amount"):
+            FakeClock().advance(bad)
+    with pytest.raises(ValueError, match="finite"):
+        FakeClock(float("inf"))
+    clock = FakeClock(10)
+    clock.advance(2.5)
+    assert clock.now() == 12.5
+
+
+async def test_go_refuses_a_plain_generator_and_channel_a_capacity_past_maxsize():
+    """go() took a generator, which then failed later as a bad trap; Go
+    panics on a channel size out of range."""
+    import sys
+
+    with pytest.raises(TypeError, match="not a generator"):
+        curcor.go(x for x in [])
+    with pytest.raises(ValueError, match=r"sys\.maxsize"):
+        curcor.Channel(sys.maxsize + 1)
+    async with curcor.TaskGroup() as tg:
+        with pytest.raises(TypeError, match="async function"):
+            await tg.start(5)

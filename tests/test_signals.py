@@ -204,3 +204,33 @@ def test_sigquit_dumps_every_tasks_stack_and_exits_2(spawn):
     assert "main" in err
     # A stack line for each task, pointing into the app.
     assert err.count("app.py") >= 2, err
+
+
+BLOCKED_AFTER_READY = """
+    import time
+    import curcor
+
+    async def main():
+        # Block worker 0 until sysmon has marked it stuck, then a while more.
+        deadline = time.monotonic() + 10
+        while not any(w.stuck for w in curcor.stats().workers):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        print("stuck", flush=True)
+        time.sleep(1.5)
+        await curcor.sleep(0)
+        print("never reached")
+
+    curcor.run(main())
+"""
+
+
+def test_a_signal_while_a_task_blocks_its_worker_says_why_nothing_happens_yet(spawn):
+    child = spawn(BLOCKED_AFTER_READY, via_cli=True)
+    child.wait_for("stuck")
+    child.signal(signal.SIGINT)
+    code, out, err = child.finish()
+    assert code == 130, (out, err)
+    assert "is blocking its worker" in err and "Ctrl-C again" in err
+    assert "never reached" not in out

@@ -113,11 +113,20 @@ def build(out: Path) -> Path:
 
 
 def _compile(out: Path) -> None:
-    shutil.copytree(
-        ROOT / "src" / "curcor",
-        out / "curcor",
-        ignore=shutil.ignore_patterns("__pycache__", "*.so"),
-    )
+    try:
+        shutil.copytree(
+            ROOT / "src" / "curcor",
+            out / "curcor",
+            ignore=shutil.ignore_patterns("__pycache__", "*.so"),
+        )
+    except (shutil.Error, OSError) as exc:
+        # shutil.Error carries one (src, dst, reason) per failed file.
+        failures = exc.args[0] if isinstance(exc, shutil.Error) else None
+        reason = failures[0][2] if failures else str(exc)
+        raise BuildError(
+            f"cannot copy the sources to {out}: {reason}; free some space or "
+            "choose another --out"
+        ) from None
     cmd = [sys.executable, "-m", "mypyc", *COMPILED]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     if proc.returncode != 0:

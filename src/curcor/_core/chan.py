@@ -9,6 +9,7 @@ the first waiting sender. See "The wait protocol" in scheduler.py.
 from __future__ import annotations
 
 import random
+import sys
 import types
 from collections import deque
 
@@ -116,9 +117,10 @@ class Channel(Waitable):
             raise TypeError(
                 f"Channel(n) takes an int capacity (0 = unbuffered), not {n!r}"
             )
-        if n < 0:
+        if not 0 <= n <= sys.maxsize:
             raise ValueError(
-                f"Channel(n) needs a capacity >= 0 (0 = unbuffered), not {n!r}"
+                f"Channel(n) needs a capacity from 0 (unbuffered) to "
+                f"sys.maxsize, not {n!r}"
             )
         import threading
 

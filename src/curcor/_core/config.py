@@ -527,13 +527,14 @@ _KEY_LIST = (
     ),
     Key(
         "shutdown_grace",
-        "seconds >= 0",
+        "seconds 0..86400",
         5.0,
         "Seconds tasks get for their cleanup after SIGTERM.",
         default_text="5",
         minimum=0,
+        maximum=86400,  # a day; the thread joins overflow near 9.2e9 s
         noun="a number of seconds",
-        allowed="set it to a number >= 0",
+        allowed="set it to a number from 0 to 86400 (a day)",
         sample=5,
         parse=_parse_float,
     ),
@@ -551,12 +552,13 @@ _KEY_LIST = (
     ),
     Key(
         "trace",
-        "int ms >= 0",
+        "int ms 0..3600000",
         0,
         "Period in milliseconds of the scheduler trace on stderr; 0 is off.",
         minimum=0,
+        maximum=3_600_000,  # an hour
         noun="an integer",
-        allowed=_int_allowed(0),
+        allowed=_int_allowed(0, 3_600_000),
         sample=1000,
         parse=_parse_int,
     ),
@@ -912,8 +914,8 @@ def _find_root_dir(start: str) -> str | None:
     here = os.path.abspath(start)
     while True:
         for name in ("curcor.toml", "pyproject.toml"):
-            if os.path.isfile(os.path.join(here, name)):
-                return here
+            if os.path.lexists(os.path.join(here, name)):
+                return here  # (one that is not a file fails in _file_layer)
         parent = os.path.dirname(here)
         if parent == here:
             return None
@@ -956,10 +958,39 @@ def _load_toml(path: str) -> dict:
         )
     except UnicodeDecodeError:
         raise ConfigFileError(f"{path} is not UTF-8 text; save it as UTF-8")
+    except RecursionError:
+        raise ConfigFileError(
+            f"{path} nests arrays or tables too deeply to read; flatten it "
+            "(settings are plain keys such as maxprocs = 2)"
+        ) from None
     except OSError as exc:
         raise ConfigFileError(
             f"cannot read {path}: {exc.strerror}; make it readable or remove it"
         )
+
+
+def _config_file_at(path: str) -> bool:
+    """Whether a config file is at ``path``.
+
+    Raises:
+        ConfigFileError: something is there but it is not a readable regular
+            file (a directory, a broken symlink, a FIFO): silently booting
+            on defaults would hide it.
+    """
+    if not os.path.lexists(path):
+        return False
+    if os.path.isfile(path):
+        return True
+    if os.path.isdir(path):
+        kind = "a directory"
+    elif not os.path.exists(path):
+        kind = "a broken symbolic link"
+    else:
+        kind = "not a regular file"
+    raise ConfigFileError(
+        f"{path} is {kind}; curcor reads its settings from that name: make it "
+        "a TOML file or remove it"
+    )
 
 
 def _file_layer(root: str) -> tuple[dict, _FileOrigin] | None:
@@ -972,10 +1003,10 @@ def _file_layer(root: str) -> tuple[dict, _FileOrigin] | None:
             not a table.
     """
     path = os.path.join(root, "curcor.toml")
-    if os.path.isfile(path):
+    if _config_file_at(path):
         return _load_toml(path), _FileOrigin(f"curcor.toml ({path})", path)
     path = os.path.join(root, "pyproject.toml")
-    if not os.path.isfile(path):
+    if not _config_file_at(path):
         return None
     tool = _load_toml(path).get("tool")
     table = tool.get("curcor") if isinstance(tool, dict) else None

@@ -129,6 +129,11 @@ class TaskGroup:
             RuntimeError if it returned without reporting.
         """
         _w, me = worker_and_task("TaskGroup.start()")
+        if not callable(fn):
+            raise TypeError(
+                f"TaskGroup.start() takes an async function and its arguments, "
+                f"tg.start(serve, port), not {fn!r}"
+            )
         status = _Status(self)
         coro = fn(*args, task_status=status)
         with self._lock:

@@ -44,6 +44,10 @@ _LATE_SIGNAL = {
     False: b"curcor: second %s; exiting now\n",
     True: b"curcor: %s after the shutdown grace period; exiting now\n",
 }
+_WAITING_ON_BLOCKED = (
+    b"curcor: a task is blocking its worker (see the warning above); it is "
+    b"cancelled when its step ends. Send %s again to exit now\n"
+)
 
 DEADLOCK_HEADER = "curcor: all tasks are asleep - deadlock!"
 
@@ -397,6 +401,11 @@ class Runtime:
             if self._sigterms >= 2 or late:
                 os.write(2, _LATE_SIGNAL[late] % b"SIGTERM")
                 self._exit_now(143)
+        if self.sched.stuck:
+            # A task blocking its worker sees the cancellation only when its
+            # step ends: say so, rather than seeming to ignore the signal.
+            again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            os.write(2, _WAITING_ON_BLOCKED % again.encode())
         self.sched.sigq.append(signum)
         self.sched.poller.wakeup()
 
@@ -531,9 +540,22 @@ def _start_workers(rt: Runtime) -> None:
         started.append(t)
 
 
+# inspect.CO_ITERABLE_COROUTINE (a @types.coroutine generator), without
+# importing inspect at boot.
+_CO_ITERABLE_COROUTINE = 0x100
+
+
 def _check_coroutine(coro: Any, api: str) -> Any:
     """The coroutine a task for ``coro`` steps: ``coro`` itself, or a wrapper
     for ``curcor.sleep(0)``'s awaitable; TypeError for anything else."""
+    if type(coro) is types.GeneratorType and not (
+        coro.gi_code.co_flags & _CO_ITERABLE_COROUTINE
+    ):
+        coro.close()
+        raise TypeError(
+            f"{api} takes a coroutine object, not a generator "
+            f"({coro.__qualname__}); define the function with `async def`"
+        )
     if hasattr(coro, "send") and hasattr(coro, "throw"):
         return coro
     if type(coro) is YieldNow:
@@ -634,7 +656,8 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
         rt.trace.start()
     if rt.control is not None:
         rt.control.start()
-    line = f"curcor: scheduler booted on {sched.n} OS threads"
+    threads = "1 OS thread" if sched.n == 1 else f"{sched.n} OS threads"
+    line = f"curcor: scheduler booted on {threads}"
     if announce:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()

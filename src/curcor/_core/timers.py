@@ -10,15 +10,15 @@ stale entries outnumber live ones.
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 
-TYPE_CHECKING = False
+from .errors import check_seconds
+
+TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    TYPE_CHECKING = False  # typing costs import time (docs/architecture.md)
-if TYPE_CHECKING:
     from typing import Any
 
 # Entry kinds. An entry is a list [deadline, seq, kind, obj, token]:
@@ -52,6 +52,9 @@ class FakeClock(Clock):
     autojump = True
 
     def __init__(self, start: float = 0.0) -> None:
+        start = check_seconds(start, "FakeClock(start)")
+        if start in (math.inf, -math.inf):
+            raise ValueError("FakeClock(start) needs a finite time, e.g. 0.0")
         self._now = start
         self._lock = threading.Lock()
 
@@ -66,7 +69,18 @@ class FakeClock(Clock):
                 self._now = deadline
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds`` by hand."""
+        """Move the clock forward by ``seconds`` by hand.
+
+        Raises:
+            ValueError: ``seconds`` is negative or infinite (a monotonic
+                clock never goes back; nothing would ever run after inf).
+        """
+        seconds = check_seconds(seconds, "FakeClock.advance()")
+        if not 0 <= seconds < math.inf:
+            raise ValueError(
+                f"FakeClock.advance() moves forward by a finite amount >= 0, "
+                f"not {seconds!r}"
+            )
         with self._lock:
             self._now += seconds
 

@@ -29,6 +29,21 @@ COMMANDS = {
     "profile": "run a program and write an HTML report of runtime samples",
 }
 
+# Commands the spec names for later sections (SPEC section 2) that are not
+# built yet: asked for, they get a plain answer instead of argparse's
+# "invalid choice".
+PLANNED = (
+    "work",
+    "module",
+    "discover",
+    "registry",
+    "proxy",
+    "grid",
+    "release",
+    "toolchain",
+    "build",
+)
+
 # Commands that run a program and parse their own arguments (``main``).
 _RUNNERS = ("run", "debug", "profile")
 
@@ -84,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
 
+    if args[0] in PLANNED:
+        print(
+            f"curcor: `curcor {args[0]}` is planned but not built yet (README, "
+            f"Status); the commands today: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+
     # curcor run (and debug and profile, which run a program as it does) own
     # everything after their own flags.
     if args[0] in _RUNNERS:
@@ -102,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         return _command_module(namespace.command).execute(namespace)
     except BrokenPipeError:
         # The reader went away (curcor env | head): stop quietly, as cat does.
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        # Mostly a full disk or device behind stdout (curcor env > /dev/full).
+        where = exc.filename or "its output"
+        print(
+            f"curcor {namespace.command}: cannot write {where}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         _silence_stdout()
         return 1
 

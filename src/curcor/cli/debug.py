@@ -144,7 +144,8 @@ def parse_port(text: str | bool) -> int:
         port = -1
     if not 0 <= port <= 65535:
         raise run.UsageError(
-            f"--port {text} is not a TCP port; give a number from 1 to 65535, "
+            f"--port {text} is not a TCP port; give a number from 0 to 65535 "
+            "(0 picks a free port), "
             f"e.g. curcor debug --port {DEFAULT_PORT} app.py"
         )
     return port

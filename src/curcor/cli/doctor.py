@@ -411,7 +411,7 @@ def check_cpus() -> Iterator[Row]:
     detail = f"maxprocs {maxprocs} {_origin(source)}; {limit}{note}"
     if maxprocs > usable:
         tip = (
-            f"; {maxprocs - usable} workers have no CPU of their own: lower "
+            f"; {_workers(maxprocs - usable)} no CPU of their own: lower "
             f"maxprocs to {usable}, or unset it to follow the CPUs"
         )
         yield Row("cpu quota", WARN, detail + tip, data)
@@ -587,3 +587,8 @@ def execute(args: argparse.Namespace) -> int:
         print(render(rows))
         print(f"\ndoctor: {failed} failed, {warned} warnings, {len(rows)} checks")
     return 1 if failed else 0
+
+
+def _workers(n: int) -> str:
+    """ "1 worker has" or "N workers have"."""
+    return "1 worker has" if n == 1 else f"{n} workers have"

@@ -223,11 +223,18 @@ def scaffold(name: str, parent: str = ".") -> str:
         f"src/{package}/main.py": _MAIN.format(**fill),
         "tests/test_main.py": _TEST.format(**fill),
     }
-    for relative, text in files.items():
-        path = os.path.join(root, *relative.split("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as file:
-            file.write(text)
+    try:
+        for relative, text in files.items():
+            path = os.path.join(root, *relative.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
+    except BaseException:
+        # A half-made project would block the next try ("already exists").
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     return root
 
 

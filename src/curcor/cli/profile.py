@@ -26,6 +26,7 @@ import threading
 import time
 
 from curcor.cli import run
+from curcor.cli._files import write_whole
 from curcor.cli.debug import rename, split_flags
 
 TYPE_CHECKING = False
@@ -178,9 +179,19 @@ def execute(request: run.Request, output: str, interval: float) -> int:
         sampler.stop()
     try:
         write_report(output, sampler, argv, status)
-    except Exception as exc:
+    except OSError as exc:
         print(
-            f"curcor: the profile report could not be written: {exc!r}", file=sys.stderr
+            f"curcor: cannot write the report to {output}: "
+            f"{exc.strerror or exc}; any earlier report there is unchanged; "
+            "free some space or choose a writable path with -o",
+            file=sys.stderr,
+        )
+        return status or 1
+    except ImportError as exc:
+        print(
+            f"curcor: the report needs matplotlib ({exc}); install it with "
+            "pip install 'curcor[profile]'",
+            file=sys.stderr,
         )
         return status or 1
     print(
@@ -347,8 +358,7 @@ def write_report(path: str, sampler: Sampler, argv: list[str], status: int) -> N
     """
     plots = _plots(sampler) if sampler.samples else []
     html = _html(sampler, argv, status, plots)
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(html)
+    write_whole(path, html)
 
 
 def _png(fig: Any) -> str:

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["configure", "execute", "render"]
 
 
+# Longest refresh interval: an hour (time.sleep overflows near 9.2e9 s).
+MAX_INTERVAL = 3600.0
+
+
 def _interval(text: str) -> float:
     import argparse
 
@@ -29,9 +33,10 @@ def _interval(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:
+    if not 0 < value <= MAX_INTERVAL:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds above 0, e.g. --interval 0.5"
+            f"{text!r} is not a number of seconds above 0 and at most "
+            f"{MAX_INTERVAL:g}, e.g. --interval 0.5"
         )
     return value
 
