@@ -244,7 +244,7 @@ class Runtime:
     def _main_done(self) -> None:
         """Main returned: cancel the tasks left, give them the grace period."""
         self.draining = True
-        self.sched.draining = True
+        self.sched.start_draining()
         # (The counters first: the scan in tasks() is for when some are left.)
         if self.sched.live_tasks() <= 0:
             self.sched.stop()
@@ -677,7 +677,7 @@ def _run(rt: Runtime, coro: Any, announce: bool) -> Any:
     main._ctx = ctx if len(ctx) else None
     main._state = RUNNABLE
     sched.main = main
-    w0.spawned += 1
+    w0.spawned_extra += 1
     w0.local.append(main)
     sched.runtime_threads.add(threading.get_ident())
 
@@ -821,10 +821,10 @@ def go(coro: Any, name: Any = None) -> Task:
     """
     try:
         w = _tls.worker
-        running = w.current is not None
+        parent = w.current
     except AttributeError:
-        running = False
-    if not running:
+        parent = None
+    if parent is None:
         if hasattr(coro, "close"):
             coro.close()
         raise RuntimeMisuse(
@@ -857,20 +857,17 @@ def go(coro: Any, name: Any = None) -> Task:
     if tid >= w.id_end:
         tid = w.sched.id_block(ID_BLOCK)
         w.id_end = tid + ID_BLOCK
+        w.ids_taken += ID_BLOCK
     w.id_next = tid + 1
     task._id = tid
-    parent = w.current
     if parent._ctx is not None:
         task._ctx = parent._ctx.copy()
     elif w.base:
         task._ctx = w.base.copy()
-    w.spawned += 1
     task._state = RUNNABLE
     w.local.append(task)
-    if w.spread and w.sched.idle:
-        w.sched.wake_for_steal()
-    if w.sched.draining:
-        w.sched.late_spawn(task)
+    if w.spawn_hooks:
+        w.spawn_hooks_run(task)
     return task
 
 

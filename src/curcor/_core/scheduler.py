@@ -192,6 +192,12 @@ STRIPES = 64
 
 _REFS_UNSHARED = refcount_baseline()
 _REFS_LOCAL = refcount_baseline(local=True)
+# The loop recycles unshared records itself only where its own count is
+# known: in the interpreter a call adds a reference, so the loop sees one
+# fewer than ``_finish`` does. A compiled build (mypyc) passes arguments
+# borrowed and may hold temporaries the probe cannot see (measured: the
+# loop sees 2 where both probes see 1), so there ``_finish`` decides.
+_RECYCLE_IN_LOOP = _REFS_LOCAL < _REFS_UNSHARED
 _getrefcount = sys.getrefcount
 
 # The worker the current thread runs, if any. Read on the hot path of every
@@ -206,6 +212,42 @@ def current_worker() -> Worker | None:
 
 class Worker:
     """One OS thread stepping tasks (see "Terms" above)."""
+
+    # Slots: the loop reads these at every step, and a slot read is the
+    # interpreter's fastest attribute access (an instance dict past 30 keys
+    # stops sharing its keys, and every read becomes a dict lookup).
+    __slots__ = (
+        "base",
+        "current",
+        "finished",
+        "free",
+        "handoffs",
+        "id_end",
+        "id_next",
+        "ident",
+        "ids_taken",
+        "index",
+        "io_budget",
+        "local",
+        "native_id",
+        "park_lock",
+        "parks",
+        "record_misses",
+        "retired",
+        "rng",
+        "runnext",
+        "sched",
+        "spare",
+        "spawn_hooks",
+        "spawned_extra",
+        "spread",
+        "standdowns",
+        "steals",
+        "step_started",
+        "steps",
+        "stuck",
+        "thread",
+    )
 
     def __init__(self, sched: Scheduler, index: int) -> None:
         self.sched = sched
@@ -224,7 +266,8 @@ class Worker:
         self.parks = 0
         self.handoffs = 0
         self.standdowns = 0  # times it gave its queue to another and parked
-        self.spawned = 0
+        self.ids_taken = 0  # ids in the blocks it reserved (see ``spawned``)
+        self.spawned_extra = 0  # spawns that used no id of its blocks (main)
         self.finished = 0
         self.record_misses = 0  # spawns that made a new record
         self.step_started = 0.0  # for sysmon: when the running step began
@@ -243,9 +286,19 @@ class Worker:
         self.id_end = 0
         self.base: Any = None  # owner-only: the shared empty context
         self.spread = sched.spread
+        # Whether a spawn must look further (wake a thief, cancel a task born
+        # while draining): one test on the hot path instead of two.
+        self.spawn_hooks = sched.spread or sched.draining
         self.rng: Any = None  # a random.Random in shuffle mode (tests)
 
     # -- queueing -----------------------------------------------------------
+
+    @property
+    def spawned(self) -> int:
+        """Tasks spawned on this worker: the ids it handed out (each spawn
+        takes the next id of the worker's block), plus ``spawned_extra``.
+        Derived rather than counted, to keep a store off every spawn."""
+        return self.ids_taken - (self.id_end - self.id_next) + self.spawned_extra
 
     def spend_io(self) -> bool:
         """Spend one unit of the I/O budget; True when it ran out (and was
@@ -310,6 +363,7 @@ class Worker:
         if tid >= self.id_end:
             tid = self.sched.id_block(ID_BLOCK)
             self.id_end = tid + ID_BLOCK
+            self.ids_taken += ID_BLOCK
         self.id_next = tid + 1
         task._id = tid
 
@@ -321,14 +375,20 @@ class Worker:
             task._ctx = self.base.copy()
         if prepare is not None:
             prepare(task)
-        self.spawned += 1
         task._state = RUNNABLE
         self.local.append(task)
-        if self.spread and self.sched.idle:
-            self.sched.wake_for_steal()
-        if self.sched.draining:
-            self.sched.late_spawn(task)  # shutting down: born cancelled
+        if self.spawn_hooks:
+            self.spawn_hooks_run(task)
         return task
+
+    def spawn_hooks_run(self, task: Task) -> None:
+        """A spawn on a free-threaded build (wake an idle thief) or while
+        draining (the task is born cancelled)."""
+        sched = self.sched
+        if self.spread and sched.idle:
+            sched.wake_for_steal()
+        if sched.draining:
+            sched.late_spawn(task)
 
     # -- the loop -------------------------------------------------------------
 
@@ -411,7 +471,9 @@ class Worker:
                 # The common end, inlined: nobody else holds the record
                 # (see _finish), so it goes back to the free list.
                 self.current = None
-                if _getrefcount(task) > _REFS_LOCAL or task._group is not None:
+                if not _RECYCLE_IN_LOOP:
+                    self._finish(task, stop.value, None)
+                elif _getrefcount(task) > _REFS_LOCAL or task._group is not None:
                     self._finish_shared(task, stop.value, None)
                 elif sched.draining:
                     self._finish(task, stop.value, None)
@@ -662,6 +724,47 @@ def _no_hook(*args: Any, **kwargs: Any) -> None:
 class Scheduler:
     """One runtime's workers, queues, timers and poller."""
 
+    # Slots, as for Worker: 37 attributes would overflow a shared-key dict.
+    __slots__ = (
+        "_id_lock",
+        "_next_id",
+        "_stripes",
+        "blocked_waiters",
+        "cancel_lock",
+        "clock",
+        "deadlock",
+        "draining",
+        "free_lock",
+        "free_pool",
+        "gq",
+        "idle",
+        "late_spawn",
+        "lock",
+        "main",
+        "mempool",
+        "n",
+        "on_all_blocked",
+        "outside_spawned",
+        "outside_work_hook",
+        "poller",
+        "poller_notified",
+        "polling",
+        "runtime_threads",
+        "saved_switch",
+        "seed",
+        "sigq",
+        "spread",
+        "start_spare",
+        "stopping",
+        "stuck",
+        "task_ended",
+        "task_failed",
+        "thread_work",
+        "timers",
+        "total",
+        "workers",
+    )
+
     def __init__(
         self,
         n: int,
@@ -678,7 +781,7 @@ class Scheduler:
         # Free-threaded builds wake idle workers eagerly (see "Designs").
         gil = getattr(sys, "_is_gil_enabled", lambda: True)()
         self.spread = not gil
-        self.draining = False  # main has returned; the rest are cancelled
+        self.draining = False  # main has returned; see start_draining
         self.mempool: Any = None  # the runtime's BufferPool, set at boot
         self.workers = [Worker(self, i) for i in range(n)]
         # Guarded by ``lock``: worker threads alive (n plus live spares) and
@@ -741,6 +844,12 @@ class Scheduler:
         self._id_lock = threading.Lock()
 
     # -- ids and stripes ------------------------------------------------------
+
+    def start_draining(self) -> None:
+        """Main has returned: tasks spawned from now on are born cancelled."""
+        self.draining = True
+        for w in self.workers:
+            w.spawn_hooks = True
 
     def stripe(self, task: Task) -> threading.Lock:
         """The lock guarding ``task``'s join list and select claims."""
