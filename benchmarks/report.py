@@ -247,6 +247,7 @@ RUNTIME_ORDER = (
     "curcor",
     "curcor-p1",
     "curcor-p2",
+    "curcor-defgc",
     "asyncio",
     "uvloop",
     "trio",
@@ -407,7 +408,8 @@ def suite_markdown(payload: dict[str, Any], plots: list[str]) -> str:
             " The floor (benchmarks/floor.py) is a deque and `coro.send` with "
             "no features (no cancellation, no timers beyond what a workload "
             "needs, no I/O, one thread), run with curcor's governed GC "
-            "settings; floor-defgc is the same with CPython's default GC."
+            "settings; floor-defgc is the same with CPython's default GC, as "
+            'curcor-defgc is curcor-p2 with gc = "default".'
         )
     out += [how, ""]
     for note in meta.get("notes", []):

@@ -59,10 +59,13 @@ import workloads as wl  # noqa: E402  (the sizes and names, nothing else)
 # with CPython's default GC. go is benchmarks/go, built when `go` is on PATH.
 # curcor-mypyc is curcor-p2 with the optional compiled hot path
 # (tools/mypyc_build.py, built into a temporary directory before the runs).
+# curcor-defgc is curcor-p2 with gc = "default" (CPython's own thresholds),
+# beside the governed default (issue 6).
 ALL_RUNTIMES = (
     "curcor-p1",
     "curcor-p2",
     "curcor-mypyc",
+    "curcor-defgc",
     "asyncio",
     "uvloop",
     "trio",
@@ -73,6 +76,7 @@ ALL_RUNTIMES = (
 KNOWN_RUNTIMES = ("curcor", *ALL_RUNTIMES)
 QUICK_RUNTIMES = ("curcor", "curcor-mypyc", "asyncio", "floor")
 MYPYC = "curcor-mypyc"
+DEFGC = "curcor-defgc"
 MYPYC_BUILD_TIMEOUT = 300.0
 DEFAULT_WORKLOADS = ",".join(
     [
@@ -215,10 +219,12 @@ def plan_cell(workload: str, n: int, runtime: str) -> Cell | None:
     child = runtime
     if runtime.startswith("curcor-p"):
         child, maxprocs = "curcor", runtime.removeprefix("curcor-p")
-    if runtime == MYPYC:
+    if runtime in (MYPYC, DEFGC):
         child, maxprocs = "curcor", "2"
     if workload in wl.PROCESS_WORKLOADS:
-        if runtime == "floor-defgc" or (workload == "version" and child != "curcor"):
+        if runtime in ("floor-defgc", DEFGC) or (
+            workload == "version" and child != "curcor"
+        ):
             return None
         if runtime == MYPYC:
             return Cell(workload, n, MYPYC, child="curcor")
@@ -275,6 +281,8 @@ def run_child(
     env = dict(os.environ)
     if cell.maxprocs is not None:
         env["CURCOR_MAXPROCS"] = cell.maxprocs
+    if cell.runtime == DEFGC:
+        env["CURCOR_GC"] = "default"
     if cell.runtime == MYPYC:
         # The compiled build first on the path; workloads.py refuses to run
         # (EXPECT_COMPILED) if the pure-Python curcor loads instead.

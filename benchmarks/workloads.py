@@ -1027,6 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
         "implementation": sys.implementation.name,
         "gil": getattr(sys, "_is_gil_enabled", lambda: True)(),
         "curcor_maxprocs": os.environ.get("CURCOR_MAXPROCS"),
+        "curcor_gc": os.environ.get("CURCOR_GC"),
     }
     if args.workload in PROCESS_WORKLOADS:
         return _process_workload(args, record)
