@@ -1046,4 +1046,34 @@ def test_durations_too_long_to_wait_for_are_refused_at_boot(tmp_path, args, mess
 def test_top_refuses_an_interval_it_could_never_sleep(tmp_path):
     result = curcor("top", "--interval", "1e12", cwd=tmp_path)
     assert result.returncode == 2
-    assert "at most 3600" in result.stderr
+    assert "from 0.01 to 3600" in result.stderr
+
+
+def test_a_report_is_written_through_a_symlink_keeps_its_mode_and_spares_devices(
+    tmp_path,
+):
+    from curcor.cli._files import write_whole
+
+    target = tmp_path / "real.html"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.html"
+    link.symlink_to(target)
+    write_whole(str(link), "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert (target.stat().st_mode & 0o777) == 0o640
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        write_whole(str(fifo), "new")
+    write(tmp_path / "app.py", "print('never')\n")
+    result = curcor("profile", "-o", str(fifo), "app.py", cwd=tmp_path)
+    assert_one_line(result, 2, f"curcor: -o {fifo}: is not a regular file")
+
+
+def test_a_config_file_too_large_to_be_real_is_refused_at_once(tmp_path):
+    with open(tmp_path / "curcor.toml", "wb") as file:
+        file.truncate(3 << 30)  # sparse: 3 GB that cost no disk
+    write(tmp_path / "app.py", "print('never')\n")
+    line = assert_one_line(curcor("run", "app.py", cwd=tmp_path), 2, PANIC)
+    assert "bytes is refused" in line

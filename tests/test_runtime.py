@@ -372,6 +372,30 @@ def test_only_the_first_detached_failure_is_raised():
         run(main())
 
 
+def test_every_failure_of_many_detached_tasks_is_logged_though_one_is_raised(caplog):
+    """Found by a fresh-user trial: of ten detached tasks failing at once,
+    one was logged; the others, held by the cancel scopes the shutdown gave
+    them, waited in the unjoined list and run() never reported them."""
+
+    async def bad(i):
+        raise ValueError(f"boom {i}")
+
+    async def main():
+        for i in range(10):
+            curcor.go(bad(i), name=f"bad{i}")
+        await curcor.sleep(1)
+
+    with caplog.at_level(logging.ERROR, logger="curcor"):
+        with pytest.raises(ValueError, match="boom 0"):
+            run(main())
+    logged = {
+        r.exc_info[1].args[0]
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.exc_info
+    }
+    assert logged == {f"boom {i}" for i in range(10)}
+
+
 def test_a_detached_task_that_was_cancelled_is_not_an_error():
     async def main():
         t = curcor.go(curcor.Event().wait())

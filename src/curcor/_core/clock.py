@@ -116,9 +116,6 @@ class Timer:
         self._handle: Any = None
         self._arm(_seconds(seconds, "curcor.Timer()"))
 
-    def _fire(self) -> None:
-        self.c.try_send(self._sched.clock.now())
-
     def stop(self) -> bool:
         """Stop the timer; True if it had not fired, or fired unreceived.
 
@@ -138,9 +135,14 @@ class Timer:
         return was
 
     def _arm(self, seconds: float) -> None:
-        sched = self._sched
-        self._handle = sched.timers.call_at(
-            sched.clock.now() + max(0.0, seconds), self._fire
+        # The timer holds the channel weakly, as after() does (Go 1.23): a
+        # Timer dropped with its channel is freed, and its entry abandoned.
+        # While anyone holds t or t.c, the channel lives and it fires.
+        clock = self._sched.clock
+        handle: Any = None
+        ref = weakref.ref(self.c, lambda _ref: handle and handle.abandon())
+        handle = self._handle = self._sched.timers.call_at(
+            clock.now() + max(0.0, seconds), partial(_after_fire, ref, clock)
         )
 
 
@@ -166,7 +168,17 @@ class Ticker:
         period = _period(period, "curcor.Ticker()")
         w, _ = worker_and_task("curcor.Ticker()")
         self._sched = w.sched
-        self.c = Channel(1)
+        # The channel holds the ticker and the timer entry holds the ticker
+        # weakly (Go 1.23): a reader of t.c alone keeps it ticking, and a
+        # ticker dropped with its channel is collected and its entry
+        # abandoned.
+        self.c = _TickerChannel(1)
+        self.c._ticker = self
+        # The entry to abandon when the ticker is collected: the callback
+        # gets only the dead weakref, so the live handle sits in a box.
+        box: list[Any] = [None]
+        self._box = box
+        self._ref = weakref.ref(self, lambda _ref: box[0] and box[0].abandon())
         # Lock rule: period, _next, _stopped, _handle and _stop_ch are
         # guarded by _lock (stop() and a firing tick may run on two workers).
         self._lock = threading.Lock()
@@ -182,7 +194,9 @@ class Ticker:
             if self._stop_ch.closed:
                 self._stop_ch = Channel(0)
             self._next = self._sched.clock.now() + period
-            self._handle = self._sched.timers.call_at(self._next, self._tick)
+            self._handle = self._box[0] = self._sched.timers.call_at(
+                self._next, partial(_tick_weakly, self._ref)
+            )
 
     def _tick(self) -> None:
         now = self._sched.clock.now()
@@ -194,7 +208,9 @@ class Ticker:
             self._next += self.period * max(1, missed)
             if self._next <= now:
                 self._next += self.period
-            self._handle = self._sched.timers.call_at(self._next, self._tick)
+            self._handle = self._box[0] = self._sched.timers.call_at(
+                self._next, partial(_tick_weakly, self._ref)
+            )
         self.c.try_send(now)
 
     def stop(self) -> None:
@@ -235,6 +251,18 @@ class Ticker:
         if index == 1:
             raise StopAsyncIteration
         return value
+
+
+class _TickerChannel(Channel):
+    """A Ticker's channel: it keeps its ticker alive (see Ticker)."""
+
+    __slots__ = ("_ticker",)
+
+
+def _tick_weakly(ref: Any) -> None:
+    ticker = ref()
+    if ticker is not None:
+        ticker._tick()
 
 
 # Shortest Ticker period: Go's Duration counts whole nanoseconds, and a

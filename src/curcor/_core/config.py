@@ -91,6 +91,10 @@ _UNIT_TEXT = "an integer with an optional unit B, KB, MB, GB, KiB, MiB or GiB"
 # measured on comes near it; the default is lowered to it as well.
 MAX_MAXPROCS = 1024
 
+# Largest config file read (curcor.toml or pyproject.toml): real ones are a
+# few kB; past this, parsing would cost seconds and gigabytes.
+MAX_CONFIG_BYTES = 1 << 20
+
 # Linux keeps 108 bytes for sun_path, one of them the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -949,6 +953,13 @@ def _load_toml(path: str) -> dict:
 
     try:
         with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigFileError(
+                    f"{path} is {size:,} bytes; a config file over "
+                    f"{MAX_CONFIG_BYTES:,} bytes is refused (settings are a "
+                    "few short keys such as maxprocs = 2)"
+                )
             return tomllib.load(file)
     except tomllib.TOMLDecodeError as exc:
         detail = str(exc).replace("\n", " ")

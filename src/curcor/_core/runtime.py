@@ -744,6 +744,7 @@ def _close_abandoned(rt: Runtime) -> None:
 def _outcome(rt: Runtime, main: Task) -> Any:
     """What ``run`` returns or raises, in order of precedence."""
     sched = rt.sched
+    unjoined = _log_unjoined(rt)
     if rt.interrupted:
         raise KeyboardInterrupt
     if rt.terminated and main._state != DONE:
@@ -760,12 +761,28 @@ def _outcome(rt: Runtime, main: Task) -> Any:
     if exc is not None:
         _trim_runtime_frames(exc)
         raise exc
+    if unjoined is not None:
+        raise unjoined
+    return main._value
+
+
+def _log_unjoined(rt: Runtime) -> BaseException | None:
+    """Log every error of a task whose handle was kept but never joined
+    (each one, whatever ``run`` then raises: none is lost); the first."""
+    first = None
     for task in list(rt.unretrieved.values()):
         error = task._exc
-        if error is not None:
-            rt._crash(task, error)
-            raise error
-    return main._value
+        if error is None or isinstance(error, Cancelled):
+            continue
+        _trim_runtime_frames(error)
+        curcor_log().error(
+            "unhandled exception in task %r (never joined)",
+            task.name,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        first = first or error
+    rt.unretrieved.clear()
+    return first
 
 
 def _gc_begin(rt: Runtime) -> Any:

@@ -706,14 +706,23 @@ def _task_id(task: Task) -> int:
 
 
 def _explain_reuse(error: RuntimeError) -> None:
-    """Add a note to Python's error for a coroutine started twice."""
-    if str(error) == "cannot reuse already awaited coroutine" and not getattr(
-        error, "__notes__", None
-    ):
+    """Add a note to two of Python's errors that mean a misuse of curcor: a
+    coroutine started twice, and asyncio called inside a curcor task."""
+    if getattr(error, "__notes__", None):
+        return
+    text = str(error)
+    if text == "cannot reuse already awaited coroutine":
         error.add_note(
             "curcor: this coroutine object was started twice; each go() or "
             "tg.go() needs a coroutine of its own: write go(work()) once per "
             "task, not go(c) twice with the same c = work()"
+        )
+    elif text == "no running event loop":
+        error.add_note(
+            "curcor: asyncio was called inside a curcor task, where no asyncio "
+            "loop runs; use curcor's own primitives (curcor.sleep, "
+            "curcor.timeout), or run the asyncio code in a thread: "
+            "await curcor.to_thread(asyncio.run, coro())"
         )
 
 

@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 
-from .errors import Cancelled, RuntimeMisuse
+from .errors import Cancelled, RuntimeMisuse, check_seconds
 from .scheduler import current_worker
 from .task import RUNNABLE, Task
 from .traps import end_wait, park, worker_and_task
@@ -216,6 +216,8 @@ def from_thread(fn: Any, *args: Any, timeout: float | None = None) -> Any:
     """
     from .runtime import running_runtime
 
+    if timeout is not None:  # checked before anything starts
+        timeout = check_seconds(timeout, "curcor.from_thread(timeout=)")
     if current_worker() is not None:
         raise RuntimeMisuse(
             "curcor.from_thread() was called from inside the runtime; just "

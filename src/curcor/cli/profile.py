@@ -128,6 +128,11 @@ def _check_output(path: str) -> None:
             f"-o {path}: is a directory; name a file, e.g. -o "
             f"{os.path.join(path, DEFAULT_OUTPUT)}"
         )
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise run.UsageError(
+            f"-o {path}: is not a regular file (a device or a FIFO); name a "
+            f"file, e.g. -o {DEFAULT_OUTPUT}"
+        )
     existed = os.path.exists(path)
     try:
         with open(path, "ab"):

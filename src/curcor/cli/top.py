@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["configure", "execute", "render"]
 
 
-# Longest refresh interval: an hour (time.sleep overflows near 9.2e9 s).
+# Refresh interval bounds: faster than 10 ms only loads the application it
+# watches; an hour is plenty (time.sleep overflows near 9.2e9 s).
+MIN_INTERVAL = 0.01
 MAX_INTERVAL = 3600.0
 
 
@@ -33,9 +35,9 @@ def _interval(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not 0 < value <= MAX_INTERVAL:
+    if not MIN_INTERVAL <= value <= MAX_INTERVAL:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds above 0 and at most "
+            f"{text!r} is not a number of seconds from {MIN_INTERVAL:g} to "
             f"{MAX_INTERVAL:g}, e.g. --interval 0.5"
         )
     return value

@@ -189,10 +189,15 @@ class Stream:
             LimitOverrunError: no separator within ``limit`` bytes.
             IncompleteReadError: the stream ended first.
         """
-        if not isinstance(separator, bytes | bytearray) or not separator:
-            raise ValueError(
-                f"read_until() needs a non-empty bytes separator, not {separator!r}"
+        if not isinstance(separator, bytes | bytearray | memoryview):
+            hint = ", e.g. b'\\n'" if type(separator) is str else ""
+            raise TypeError(
+                f"read_until() takes a bytes separator, not "
+                f"{type(separator).__name__}{hint}"
             )
+        separator = bytes(separator)
+        if not separator:
+            raise ValueError("read_until() needs a non-empty separator")
         _count(limit, "Stream.read_until(limit=)", minimum=1)
         _checkpoint("Stream.read_until()")
         start = 0
