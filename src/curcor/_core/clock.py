@@ -257,6 +257,7 @@ class _TickerChannel(Channel):
     """A Ticker's channel: it keeps its ticker alive (see Ticker)."""
 
     __slots__ = ("_ticker",)
+    _ticker: Ticker
 
 
 def _tick_weakly(ref: Any) -> None:
