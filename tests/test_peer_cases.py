@@ -1614,3 +1614,10 @@ def test_asyncio_called_inside_a_task_fails_with_a_note_naming_the_bridge():
     with pytest.raises(RuntimeError, match="no running event loop") as info:
         curcor.run(main())
     assert "curcor.to_thread(asyncio.run" in "".join(info.value.__notes__)
+
+
+async def test_select_default_must_be_a_bool():
+    ch = curcor.Channel(1)
+    with pytest.raises(TypeError, match="True or False"):
+        await curcor.select(curcor.recv(ch), default="yes")
+    assert await curcor.select(curcor.recv(ch), default=True) == (-1, None)

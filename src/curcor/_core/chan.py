@@ -469,6 +469,8 @@ async def select(*cases: _Case | None, default: bool = False) -> tuple[int, Any]
         ChannelClosed: the chosen case sends on a closed channel.
     """
     w, task = worker_and_task("curcor.select()")
+    if default is not False and default is not True:
+        raise TypeError(f"select(default=) takes True or False, not {default!r}")
     if task._cancel_pending:
         raise Cancelled()
     active = [(i, c) for i, c in enumerate(cases) if c is not None]
