@@ -311,3 +311,33 @@ async def test_sync_primitives_released_from_a_plain_thread_wake_their_waiter(
     with curcor.move_on_after(10) as scope:
         await waiter.join()
     assert not scope.cancelled_caught, f"{name}: the waiter was never woken"
+
+
+def test_shutdown_waits_for_idle_pool_threads_only(monkeypatch):
+    """A thread still in an abandoned call held run() up for 0.5 s at exit:
+    shutdown joined every pool thread, busy or not."""
+    joined = []
+    real_join = threading.Thread.join
+
+    def recording_join(self, timeout=None):
+        joined.append(self)
+        return real_join(self, timeout)
+
+    release = threading.Event()
+    seen = {}
+
+    async def main():
+        with curcor.move_on_after(0.01):
+            await curcor.to_thread(release.wait, 10)  # abandoned, still running
+        await curcor.to_thread(lambda: None)  # a second thread, idle after
+        seen["threads"] = list(curcor._core.runtime.running_runtime().pool._threads)
+
+    monkeypatch.setattr(threading.Thread, "join", recording_join)
+    try:
+        curcor.run(main())
+        assert len(seen["threads"]) == 2
+        busy = [t for t in seen["threads"] if t.is_alive()]
+        assert busy and not set(busy) & set(joined)
+        assert set(seen["threads"]) - set(busy) <= set(joined)
+    finally:
+        release.set()

@@ -45,8 +45,8 @@ class ThreadPool:
     """The runtime's bounded pool of threads for ``to_thread``.
 
     Threads start on demand up to ``size`` and stay until shutdown. Lock
-    rule: ``_idle`` and ``_threads`` are guarded by ``_lock``; jobs travel
-    through a ``SimpleQueue``, itself thread-safe.
+    rule: ``_idle``, ``_threads`` and ``_busy`` are guarded by ``_lock``;
+    jobs travel through a ``SimpleQueue``, itself thread-safe.
     """
 
     def __init__(self, sched: Any, size: int) -> None:
@@ -55,6 +55,7 @@ class ThreadPool:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._busy: set[threading.Thread] = set()  # running a call now
         self._idle = 0
 
     def submit(self, job: _Job) -> None:
@@ -86,8 +87,12 @@ class ThreadPool:
             job = self._jobs.get()
             if job is _STOP:
                 return
+            me = threading.current_thread()
+            with self._lock:
+                self._busy.add(me)
             self._run(job)
             with self._lock:
+                self._busy.discard(me)
                 self._idle += 1
 
     def _run(self, job: _Job) -> None:
@@ -126,10 +131,14 @@ class ThreadPool:
         on their own (they are daemon threads)."""
         with self._lock:
             threads = list(self._threads)
+            busy = set(self._busy)
         for _ in threads:
             self._jobs.put(_STOP)
+        # Only idle threads are waited for (they take a stop at once); one
+        # still in an abandoned call would hold run() up for nothing.
         for t in threads:
-            t.join(timeout=0.5)
+            if t not in busy:
+                t.join(timeout=0.5)
 
 
 def _pool(sched: Any) -> ThreadPool:
