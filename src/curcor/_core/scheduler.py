@@ -491,7 +491,7 @@ class Worker:
                 task = None
             except BaseException as error:
                 if type(error) is RuntimeError:
-                    _explain_reuse(error)
+                    _explain_misuse(error)
                 self._finish(task, None, error)
                 task = None
             else:
@@ -705,7 +705,7 @@ def _task_id(task: Task) -> int:
     return task._id
 
 
-def _explain_reuse(error: RuntimeError) -> None:
+def _explain_misuse(error: RuntimeError) -> None:
     """Add a note to two of Python's errors that mean a misuse of curcor: a
     coroutine started twice, and asyncio called inside a curcor task."""
     if getattr(error, "__notes__", None):
