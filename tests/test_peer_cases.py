@@ -1621,3 +1621,77 @@ async def test_select_default_must_be_a_bool():
     with pytest.raises(TypeError, match="True or False"):
         await curcor.select(curcor.recv(ch), default="yes")
     assert await curcor.select(curcor.recv(ch), default=True) == (-1, None)
+
+
+# -- third hunt: peers' own test suites ------------------------------------------
+
+
+async def test_a_child_failing_after_its_starter_was_cancelled_fails_the_group():
+    """trio's start() keeps a child under its starter until started(); here
+    the starter was cancelled, start() raised Cancelled, and the child's
+    later error vanished."""
+
+    async def child(task_status):
+        try:
+            await curcor.sleep(10)
+        finally:
+            raise ValueError("cleanup failed")
+
+    with pytest.raises(ExceptionGroup) as info:
+        async with curcor.TaskGroup() as tg:
+            with curcor.move_on_after(0.01):
+                await tg.start(child)
+    assert [str(e) for e in info.value.exceptions] == ["cleanup failed"]
+
+
+async def test_once_refuses_a_coroutine_object_and_stays_unused():
+    """Go's Once runs f even when it panics; a call that could never run f
+    used to burn the Once for good."""
+    once = curcor.Once()
+    ran = []
+
+    async def setup():
+        ran.append(1)
+        return 1
+
+    with pytest.raises(TypeError, match=r"once\.do\(setup\)"):
+        await once.do(setup())
+    assert not once.done()
+    assert await once.do(setup) == 1
+    assert ran == [1]
+
+
+async def test_a_moved_timeout_gives_its_real_limit_and_an_exited_scope_ignores_moves():
+    """trio ignores deadline changes after the block; curcor re-armed them."""
+    with pytest.raises(TimeoutError, match="after 4 s"):
+        with curcor.timeout(1) as scope:
+            scope.deadline = curcor.now() + 4
+            await curcor.sleep(10)
+    with curcor.CancelScope() as done:
+        pass
+    done.deadline = curcor.now() - 1
+    await curcor.sleep(0)
+    assert not done.cancel_called
+
+
+async def test_start_of_a_plain_function_names_start_and_the_function():
+    def not_async(task_status):
+        return 5
+
+    async with curcor.TaskGroup() as tg:
+        with pytest.raises(TypeError, match=r"start.*not_async.*async def"):
+            await tg.start(not_async)
+
+
+async def test_incomplete_read_error_says_what_was_expected():
+    """asyncio's IncompleteReadError carries .expected."""
+    from curcor import net
+
+    st, peer = await stream_pair()
+    peer.write(b"abc")
+    await peer.drain()
+    peer.close()
+    with pytest.raises(net.IncompleteReadError) as info:
+        await st.read_exactly(10)
+    assert (info.value.partial, info.value.expected) == (b"abc", 10)
+    st.close()

@@ -55,6 +55,7 @@ class CancelScope:
         "_cancel_called",
         "_children",
         "_deadline",
+        "_exited",
         "_handle",
         "_parent",
         "_raise_timeout",
@@ -82,6 +83,7 @@ class CancelScope:
         self._relative: float | None = None  # seconds after entry (timeout())
         self._timed_out = False
         self._unwound = False  # closed early by a misnested exit (_unwind)
+        self._exited = False  # its block has ended (deadline changes ignored)
         self.cancelled_caught = False
 
     # -- entering and leaving -------------------------------------------------
@@ -118,6 +120,7 @@ class CancelScope:
             )
         if self._unwound:
             return False  # already closed by an outer scope's misnested exit
+        self._exited = True
         if task._scope is not self:
             self._unwind(task, sched)
             raise RuntimeMisuse(
@@ -163,7 +166,7 @@ class CancelScope:
             if scope is None:  # not in this task's chain any more
                 chain = []
             for inner in [*chain, self]:
-                inner._unwound = True
+                inner._unwound = inner._exited = True
                 inner._detach()
                 if inner._handle is not None:
                     inner._handle.cancel()
@@ -203,8 +206,15 @@ class CancelScope:
 
     @deadline.setter
     def deadline(self, value: float) -> None:
+        value = _check_deadline(value)
+        if self._exited:  # as trio: nothing left to cancel
+            self._deadline = value
+            return
+        if self._raise_timeout is not None and self._task is not None:
+            # timeout(s) moved: its message gives the block's real limit.
+            self._raise_timeout += value - self._deadline
         self._relative = None
-        self._deadline = _check_deadline(value)
+        self._deadline = value
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None

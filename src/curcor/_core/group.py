@@ -19,7 +19,15 @@ if TYPE_CHECKING:
 class _Status:
     """What ``TaskGroup.start`` hands its child as ``task_status``."""
 
-    __slots__ = ("_group", "_root", "_task", "failure", "started_flag", "value")
+    __slots__ = (
+        "_group",
+        "_root",
+        "_task",
+        "abandoned",
+        "failure",
+        "started_flag",
+        "value",
+    )
 
     def __init__(self, group: TaskGroup) -> None:
         self._group = group
@@ -28,6 +36,9 @@ class _Status:
         self.started_flag = False
         self.value: Any = None
         self.failure: BaseException | None = None
+        # The starter stopped waiting (it was cancelled): a failure before
+        # started() is then the group's to report, not start()'s.
+        self.abandoned = False
 
     def started(self, value: Any = None) -> None:
         """Report readiness (with a value, e.g. the port bound) to ``start``.
@@ -70,7 +81,7 @@ class TaskGroup:
         self._errors: list[BaseException] = []
         self._waiter: tuple[Task, int] | None = None
         self._starting: dict[int, _Status] = {}
-        self._start_waiters: dict[int, tuple[Task, int]] = {}
+        self._start_waiters: dict[int, tuple[Task, int, _Status]] = {}
         self._entered = False
         self._closed = False
 
@@ -136,6 +147,14 @@ class TaskGroup:
             )
         status = _Status(self)
         coro = fn(*args, task_status=status)
+        if not hasattr(coro, "send"):
+            if hasattr(coro, "close"):
+                coro.close()
+            what = getattr(fn, "__qualname__", repr(fn))
+            raise TypeError(
+                f"TaskGroup.start() needs an async function; {what} returned "
+                f"{type(coro).__name__}: define it with `async def`"
+            )
         with self._lock:
             self._starting[id(coro)] = status
         # Until it reports ready, the child lives under the starter's scope:
@@ -149,7 +168,7 @@ class TaskGroup:
             if status.failure is not None:
                 raise status.failure
             return status.value
-        self._start_waiters[id(status)] = (me, me._wait_seq)
+        self._start_waiters[id(status)] = (me, me._wait_seq, status)
         outcome = await park(me, self, self._lock)
         if isinstance(outcome, BaseException):
             raise outcome
@@ -198,6 +217,7 @@ class TaskGroup:
                     del waiters[key]
                     task._wait_seq += 1
                     task._waiting_on = None
+                    entry[2].abandoned = True
                     return True
             return False
 
@@ -218,7 +238,12 @@ class TaskGroup:
                 f"task {task.name!r} returned without calling task_status.started()"
             )
             self._status_changed(status, failure)
-            exc = None
+            with self._lock:
+                abandoned = status.abandoned
+            if not abandoned:
+                exc = None  # start() raises it
+            # (else the starter was cancelled and left: the group reports
+            # the error, as trio's start() would have, so it is never lost)
         failed = exc is not None and not isinstance(exc, Cancelled)
         with self._lock:
             self._count -= 1

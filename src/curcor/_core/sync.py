@@ -33,7 +33,9 @@ def _ready_all(entries: list[tuple[Any, ...]], value: Any = None) -> None:
 
         sched = running_scheduler()
         if sched is None:
-            raise RuntimeMisuse("no curcor runtime is running to wake the waiters")
+            # Their runtime has ended (a finally block of a task closed at
+            # shutdown sets an event, say): they will never run again.
+            return
     for entry in entries:
         sched.ready(entry[0], value)
 
@@ -314,6 +316,13 @@ class Once:
             Its value for the caller that ran it; None for the others, which
             wait until it finished.
         """
+        if not callable(fn):
+            if hasattr(fn, "close"):
+                fn.close()  # a coroutine object: no "never awaited" warning
+            raise TypeError(
+                f"Once.do() takes a function and its arguments, not {fn!r}: "
+                "write once.do(setup), not once.do(setup())"
+            )
         with self._lock:
             first = not self._running
             self._running = True
@@ -322,10 +331,8 @@ class Once:
             return None
         try:
             result = fn(*args)
-            import inspect
-
-            if inspect.isawaitable(result):
-                result = await result
+            if hasattr(result, "__await__") or hasattr(result, "gi_code"):
+                result = await result  # (a @types.coroutine generator too)
             return result
         finally:
             self._done = True

@@ -37,6 +37,8 @@ class IncompleteReadError(EOFError):
 
     Attributes:
         partial: the bytes read before the end.
+        expected: what was asked for: a byte count (``read_exactly``), or
+            the separator's repr (``read_until``).
     """
 
     def __init__(self, partial: bytes, expected: Any) -> None:
@@ -44,6 +46,7 @@ class IncompleteReadError(EOFError):
             f"stream ended after {len(partial)} bytes; expected {expected}"
         )
         self.partial = partial
+        self.expected = expected
 
 
 class LimitOverrunError(ValueError):
@@ -312,7 +315,16 @@ class Listener:
 
     @property
     def port(self) -> int:
-        """The TCP port it listens on (useful after binding port 0)."""
+        """The TCP port it listens on (useful after binding port 0).
+
+        Raises:
+            ClosedResourceError: the listener was closed (read the port
+                before closing it).
+        """
+        if self.socket.closed:
+            raise ClosedResourceError(
+                errno.EBADF, "Listener.port after close(); read it before closing"
+            )
         return int(self.socket.getsockname()[1])
 
     async def accept(self) -> Stream:
