@@ -86,18 +86,28 @@ def after(seconds: float) -> Channel:
     seconds = _seconds(seconds, "curcor.after()")
     w, _ = worker_and_task("curcor.after()")
     ch = Channel(1)
-    clock = w.sched.clock
-    # The timer holds the channel weakly, as Go 1.23's does: a channel that
-    # lost its select and is dropped is freed now, not when the timer is
-    # due, and its entry is abandoned (purged with the other stale ones).
-    ref = weakref.ref(ch, lambda _ref: handle.abandon())
-    handle = w.sched.timers.call_at(
-        clock.now() + max(0.0, seconds), partial(_after_fire, ref, clock)
-    )
+    _send_time_at(w.sched, seconds, ch)
     return ch
 
 
-def _after_fire(ref: Any, clock: Any) -> None:
+def _send_time_at(sched: Any, seconds: float, ch: Channel) -> Any:
+    """Arm a timer that sends ``now()`` on ``ch`` in ``seconds``; its handle.
+
+    The timer holds the channel weakly, as Go 1.23's timers do: a channel
+    that lost its select (or a Timer dropped with it) is freed at once, not
+    when the timer is due, and its entry is abandoned (purged with the other
+    stale ones). While anyone holds the channel, it fires.
+    """
+    clock = sched.clock
+    handle: Any = None
+    ref = weakref.ref(ch, lambda _ref: handle and handle.abandon())
+    handle = sched.timers.call_at(
+        clock.now() + max(0.0, seconds), partial(_send_time, ref, clock)
+    )
+    return handle
+
+
+def _send_time(ref: Any, clock: Any) -> None:
     ch = ref()
     if ch is not None:
         ch.try_send(clock.now())
@@ -135,15 +145,9 @@ class Timer:
         return was
 
     def _arm(self, seconds: float) -> None:
-        # The timer holds the channel weakly, as after() does (Go 1.23): a
-        # Timer dropped with its channel is freed, and its entry abandoned.
-        # While anyone holds t or t.c, the channel lives and it fires.
-        clock = self._sched.clock
-        handle: Any = None
-        ref = weakref.ref(self.c, lambda _ref: handle and handle.abandon())
-        handle = self._handle = self._sched.timers.call_at(
-            clock.now() + max(0.0, seconds), partial(_after_fire, ref, clock)
-        )
+        # Held weakly through its channel (_send_time_at): a Timer dropped
+        # with its channel is freed; holding t or t.c keeps it.
+        self._handle = _send_time_at(self._sched, seconds, self.c)
 
 
 def _drain(ch: Channel) -> bool:
