@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-_seconds = check_seconds
-
-
 def sleep(seconds: float) -> Any:
     """Suspend the task for ``seconds`` (0 just lets other tasks run).
 
@@ -45,7 +42,7 @@ def sleep(seconds: float) -> Any:
         elif task._cancel_pending:
             raise Cancelled()
         return YIELD_NOW
-    return _sleep(_seconds(seconds, "curcor.sleep()"))
+    return _sleep(check_seconds(seconds, "curcor.sleep()"))
 
 
 @types.coroutine
@@ -83,7 +80,7 @@ def after(seconds: float) -> Channel:
 
     Go's ``time.After``: use it as a select case, ``curcor.recv(after(1))``.
     """
-    seconds = _seconds(seconds, "curcor.after()")
+    seconds = check_seconds(seconds, "curcor.after()")
     w, _ = worker_and_task("curcor.after()")
     ch = Channel(1)
     _send_time_at(w.sched, seconds, ch)
@@ -124,7 +121,7 @@ class Timer:
         self._sched = w.sched
         self.c = Channel(1)
         self._handle: Any = None
-        self._arm(_seconds(seconds, "curcor.Timer()"))
+        self._arm(check_seconds(seconds, "curcor.Timer()"))
 
     def stop(self) -> bool:
         """Stop the timer; True if it had not fired, or fired unreceived.
@@ -139,7 +136,7 @@ class Timer:
     def reset(self, seconds: float) -> bool:
         """Re-arm to fire ``seconds`` from now; True if it was still pending
         (or had fired unreceived)."""
-        seconds = _seconds(seconds, "Timer.reset()")
+        seconds = check_seconds(seconds, "Timer.reset()")
         was = self.stop()
         self._arm(seconds)
         return was
@@ -276,7 +273,7 @@ MIN_PERIOD = 1e-9
 
 
 def _period(period: float, what: str) -> float:
-    period = _seconds(period, what)
+    period = check_seconds(period, what)
     if not period >= MIN_PERIOD:
         raise ValueError(
             f"{what}: a Ticker period must be at least 1e-9 seconds (1 ns), "
