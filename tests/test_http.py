@@ -772,3 +772,28 @@ def test_client_arguments_are_checked_when_it_is_made(kwargs, error):
 async def test_serve_http_arguments_are_checked_before_it_listens(kwargs, error):
     with pytest.raises(error, match="serve_http: "):
         await h.serve_http(app, **kwargs)
+
+
+@real
+async def test_a_request_to_switch_protocols_is_answered_with_connection_close():
+    """RFC 9112 section 9.6: a server that closes after a response says so.
+    An Upgrade (or CONNECT) request ends the connection, since this server
+    does not switch protocols; the response did not say "close"."""
+    async with serving() as port:
+        for head in (
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n"
+            b"Upgrade: websocket\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n",
+        ):
+            raw = await exchange(port, head)
+            assert raw.count(b"HTTP/1.1 ") == 1
+            assert b"\r\nconnection: close\r\n" in raw.lower()
+
+
+@real
+async def test_the_client_sends_no_fragment_and_refuses_non_ascii_targets():
+    async with serving() as port:
+        async with h.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            assert (await c.get("/#part")).status == 200  # the fragment stays
+            with pytest.raises(ValueError, match="percent-encode"):
+                await c.get("/ü")

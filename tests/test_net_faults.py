@@ -218,3 +218,62 @@ async def test_a_storm_of_1000_connections_with_a_tenth_dropped_midway(
         assert curcor.stats().tasks_live == tasks_before, "tasks leaked"
         tg.cancel_scope.cancel()
     assert _open_fds() == fds_at_start, "descriptors leaked by the server"
+
+
+async def test_a_tls_client_that_never_handshakes_is_dropped_after_the_limit(
+    monkeypatch,
+):
+    """A slow-loris hole: serve_tcp(ssl=...) waited for the handshake for
+    ever, before the handler (which could not bound it) was called."""
+    import socket
+    import ssl
+
+    import trustme
+
+    from curcor.net import stream as stream_module
+
+    monkeypatch.setattr(stream_module, "TLS_HANDSHAKE_TIMEOUT", 5.0)
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    handled = []
+
+    async def handler(stream):
+        handled.append(stream)
+
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(
+            lambda task_status: net.serve_tcp(handler, ssl=ctx, task_status=task_status)
+        )
+        raw = net.Socket(socket.socket())
+        await raw.connect(("127.0.0.1", port))  # and never says a word
+        with curcor.move_on_after(60):
+            assert await raw.recv(10) == b""  # the server hung up
+        assert curcor.now() < 60 and not handled
+        raw.close()
+        tg.cancel_scope.cancel()
+
+
+async def test_dial_tcp_keeps_the_errno_of_the_last_failure(monkeypatch):
+    import errno
+
+    async def unreachable(self, address):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(net.Socket, "connect", unreachable)
+    with pytest.raises(OSError) as info:
+        await net.dial_tcp("127.0.0.1", 9)
+    assert info.value.errno == errno.ENETUNREACH
+    assert not isinstance(info.value, ConnectionRefusedError)
+
+
+async def test_a_unix_socket_path_too_long_names_the_limit(tmp_path):
+    long = str(tmp_path / ("x" * 120))
+    with pytest.raises(ValueError, match="the limit is 107"):
+        await net.listen_unix(long)
+    with pytest.raises(ValueError, match="the limit is 107"):
+        await net.dial_unix(long)
+    listener = await net.listen_unix(str(tmp_path / "s"))
+    with pytest.raises(TypeError, match="TCP listeners"):
+        print(listener.port)
+    listener.close()

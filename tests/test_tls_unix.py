@@ -175,3 +175,30 @@ async def test_a_client_that_breaks_tls_ends_its_connection_not_the_server(
 
 def test_tls_error_reads_as_its_message():
     assert str(net.TLSError("handshake failed")) == "handshake failed"
+
+
+@real
+async def test_a_cancelled_tls_drain_loses_and_repeats_nothing(
+    server_context, client_context
+):
+    """Found by a trial: a drain cancelled while the peer did not read
+    dropped encrypted records and re-encrypted their bytes; the peer then
+    failed with a bad record MAC."""
+    payload = os.urandom(8 << 20)  # far more than the socket buffers hold
+    async with await net.listen_tcp(ssl=server_context) as listener:
+        dialing = curcor.go(
+            net.dial_tcp("127.0.0.1", listener.port, ssl=client_context)
+        )
+        server = await listener.accept()
+        await server.socket.do_handshake()
+        client = await dialing.join()
+        client.write_limit = len(payload) + 1
+        client.write(payload)
+        with curcor.move_on_after(0.2) as scope:
+            await client.drain()  # the server is not reading yet
+        assert scope.cancelled_caught
+        reader = curcor.go(server.read_exactly(len(payload)))
+        await client.drain()
+        assert await reader.join() == payload
+        client.close()
+        server.close()

@@ -469,8 +469,10 @@ class _Head:
         self.size = len(event.target)  # against max_header_bytes
         self.length: int | None = None  # Content-Length, if sent
         self.chunked = False  # Transfer-Encoding sent (h11 allows chunked only)
-        # The client will close after this cycle: HTTP/1.0 or "close".
-        self.close = event.http_version != b"1.1"
+        # The connection closes after this cycle: HTTP/1.0, "close", or a
+        # request to switch protocols (Upgrade, CONNECT), which this server
+        # does not do: h11 then waits for a switch that never comes.
+        self.close = event.http_version != b"1.1" or event.method == b"CONNECT"
         items = []
         for name, value in event.headers:
             self.size += len(name) + len(value) + 4
@@ -478,7 +480,9 @@ class _Head:
                 self.length = int(value)  # h11 has checked it is digits
             elif name == b"transfer-encoding":
                 self.chunked = True
-            elif name == b"connection" and b"close" in value.lower():
+            elif name == b"upgrade" or (
+                name == b"connection" and b"close" in value.lower()
+            ):
                 self.close = True
             items.append((name.decode("latin-1"), value.decode("latin-1")))
         self.headers = Headers.__new__(Headers)
@@ -1600,8 +1604,14 @@ class Client:
         else:
             parts = self._base
             path = parts.path.rstrip("/") + "/" + url.lstrip("/")
+            path = path.partition("#")[0]  # a fragment never goes on the wire
             path, _, query = path.partition("?")
             parts = parts._replace(query=query)
+        if not path.isascii() or not parts.query.isascii():
+            raise ValueError(
+                f"{url!r} has characters a request target cannot carry; "
+                "percent-encode them first: urllib.parse.quote(path)"
+            )
         target = path or "/"
         query = parts.query
         if params:

@@ -260,6 +260,9 @@ class Stream:
         while self._wbuf:
             sent = await self.socket.send(self._wbuf)
             del self._wbuf[:sent]
+        flush = getattr(self.socket, "flush", None)
+        if flush is not None:  # TLS: send the ciphertext of what it took
+            await flush()
 
     def try_drain(self) -> bool:
         """Send what the kernel takes now, without waiting; True if nothing
@@ -325,7 +328,13 @@ class Listener:
             raise ClosedResourceError(
                 errno.EBADF, "Listener.port after close(); read it before closing"
             )
-        return int(self.socket.getsockname()[1])
+        address = self.socket.getsockname()
+        if not isinstance(address, tuple):
+            raise TypeError(
+                f"Listener.port is for TCP listeners; this one listens on the "
+                f"Unix socket {address!r}"
+            )
+        return int(address[1])
 
     async def accept(self) -> Stream:
         """The next connection, as a ``Stream``."""
@@ -426,9 +435,10 @@ async def dial_tcp(
         if ssl is None or ssl is False:
             return Stream(sock)
         return await _tls_client(sock, ssl, server_hostname or host)
-    raise OSError(
-        errno.ECONNREFUSED, f"could not connect to {host}:{port}: {last}"
-    ) from last
+    # The last address's own errno (so its class too: ConnectionRefusedError
+    # for a closed port, plain OSError for an unreachable network).
+    code = last.errno if last is not None and last.errno else errno.ECONNREFUSED
+    raise OSError(code, f"could not connect to {host}:{port}: {last}") from last
 
 
 async def _tls_client(sock: Socket, ssl: Any, hostname: str) -> Stream:
@@ -448,6 +458,7 @@ async def _tls_client(sock: Socket, ssl: Any, hostname: str) -> Stream:
 
 async def listen_unix(path: str, *, backlog: int = 128) -> Listener:
     """Listen on the Unix socket ``path`` (which must not exist yet)."""
+    _check_unix_path(path)
     raw = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         raw.bind(path)
@@ -458,8 +469,25 @@ async def listen_unix(path: str, *, backlog: int = 128) -> Listener:
     return Listener(Socket(raw))
 
 
+# Longest Unix socket path Linux takes (sun_path is 108 bytes with the NUL).
+UNIX_PATH_MAX = 107
+
+
+def _check_unix_path(path: Any) -> None:
+    """A clear error for a path the kernel would refuse as too long."""
+    import os
+
+    size = len(os.fsencode(path))
+    if size > UNIX_PATH_MAX:
+        raise ValueError(
+            f"the Unix socket path {path!r} is {size} bytes; the limit is "
+            f"{UNIX_PATH_MAX}: use a shorter one, e.g. under /tmp"
+        )
+
+
 async def dial_unix(path: str) -> Stream:
     """Connect to the Unix socket ``path``."""
+    _check_unix_path(path)
     sock = Socket(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM))
     try:
         await sock.connect(path)
@@ -471,6 +499,11 @@ async def dial_unix(path: str) -> Stream:
 
 # Seconds an accept loop waits after EMFILE/ENFILE before trying again.
 ACCEPT_BACKOFF = 0.1
+
+# Seconds a TLS client of serve_tcp/serve_unix gets to finish its handshake
+# before the connection is dropped (the handler cannot bound it: it runs
+# after). asyncio's default ssl_handshake_timeout.
+TLS_HANDSHAKE_TIMEOUT = 60.0
 
 
 async def serve_tcp(
@@ -489,7 +522,8 @@ async def serve_tcp(
     cancelled; each stream is closed when its handler returns. When the
     process runs out of descriptors (EMFILE/ENFILE) it logs once, waits a
     little and keeps serving. With ``ssl`` (a server context) connections
-    speak TLS; a client whose handshake fails is logged and dropped.
+    speak TLS; a client whose handshake fails, or has not finished within
+    ``TLS_HANDSHAKE_TIMEOUT`` (60 s), is logged and dropped.
     """
     listener = await listen_tcp(host, port, backlog=backlog, ssl=ssl)
     await _serve(listener, handler, listener.port, task_status)
@@ -527,12 +561,20 @@ async def _serve(
 async def _serve_one(handler: Any, stream: Stream) -> None:
     try:
         if hasattr(stream.socket, "do_handshake"):
+            from .._core.cancel import move_on_after
             from .tls import TLSError
 
             try:
-                await stream.socket.do_handshake()
+                with move_on_after(TLS_HANDSHAKE_TIMEOUT) as scope:
+                    await stream.socket.do_handshake()
             except (TLSError, OSError) as exc:
                 curcor_log().info("dropped a connection: %s", exc)
+                return
+            if scope.cancelled_caught:
+                curcor_log().info(
+                    "dropped a connection: no TLS handshake within %g s",
+                    TLS_HANDSHAKE_TIMEOUT,
+                )
                 return
         await handler(stream)
     except (ConnectionError, ClosedResourceError, _ssl.SSLError) as exc:

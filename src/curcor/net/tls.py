@@ -16,6 +16,8 @@ from .socket import Socket
 
 # Bytes pulled from the socket per read. Arbitrary; matches the streams.
 PULL_SIZE = 64 * 1024
+# Most ciphertext handed to the socket in one send (a copy of it is made).
+SEND_CHUNK = 256 * 1024
 
 
 class TLSError(ssl.SSLError):
@@ -29,7 +31,17 @@ class TLSSocket:
     """A TLS session over a connected ``Socket`` (client or server side).
 
     One task may read while another writes. Lock rule: ``_lock`` guards the
-    ``SSLObject`` and both memory BIOs; it is never held across an await.
+    ``SSLObject``, both memory BIOs and ``_pending``; it is never held
+    across an await. ``_send_lock`` (a curcor Mutex) lets one task at a time
+    send from ``_pending``.
+
+    Cancellation: ciphertext is taken off ``_pending`` only as the socket
+    accepts it, so a flush cancelled midway leaves the rest for the next
+    one. ``send`` reports its plaintext as taken once it is encrypted and
+    leaves its ciphertext pending (the next ``send``, ``flush`` or read
+    sends it first); ``Stream.drain`` ends with ``flush``. A cancelled
+    ``drain`` thus neither loses records nor encrypts the same bytes twice,
+    which had corrupted the session.
     """
 
     def __init__(
@@ -50,6 +62,8 @@ class TLSSocket:
             server_hostname=server_hostname,
         )
         self._lock = threading.Lock()
+        self._pending = bytearray()  # ciphertext not yet accepted by the socket
+        self._send_lock: Any = None  # a curcor Mutex, made on first use
         self._handshake_done = False
         self._handshake_lock: Any = None  # a curcor Mutex, made on first use
         self._peer = server_hostname
@@ -60,12 +74,26 @@ class TLSSocket:
         with self._lock:
             return fn(*args)
 
-    async def _flush(self) -> None:
-        """Send whatever the TLS machine wrote to its outgoing BIO."""
+    async def flush(self) -> None:
+        """Send all pending ciphertext: what the TLS machine wrote to its
+        outgoing BIO, and what an earlier cancelled flush left."""
         with self._lock:
-            data = self._out.read()
-        if data:
-            await self.socket.sendall(data)
+            self._pending += self._out.read()
+            if not self._pending:
+                return
+        if self._send_lock is None:
+            from .._core.sync import Mutex
+
+            self._send_lock = Mutex()
+        async with self._send_lock:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        return
+                    chunk = bytes(self._pending[:SEND_CHUNK])
+                sent = await self.socket.send(chunk)
+                with self._lock:
+                    del self._pending[:sent]
 
     async def _pull(self) -> None:
         """Feed the TLS machine what the peer sent (or its end of stream)."""
@@ -103,7 +131,7 @@ class TLSSocket:
                     self._call(self._obj.do_handshake)
                     self._handshake_done = True
                 except ssl.SSLWantReadError:
-                    await self._flush()
+                    await self.flush()
                     await self._pull()
                     continue
                 except ssl.SSLError as exc:
@@ -111,11 +139,11 @@ class TLSSocket:
                     raise TLSError(
                         f"TLS handshake with {self._where()} failed: {exc}"
                     ) from exc
-                await self._flush()
+                await self.flush()
 
     async def _flush_quietly(self) -> None:
         try:
-            await self._flush()
+            await self.flush()
         except OSError:
             pass
 
@@ -126,7 +154,7 @@ class TLSSocket:
             try:
                 return self._call(self._obj.read, bufsize)
             except ssl.SSLWantReadError:
-                await self._flush()
+                await self.flush()
                 await self._pull()
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""
@@ -134,21 +162,26 @@ class TLSSocket:
                 raise TLSError(f"TLS session with {self._where()}: {exc}") from exc
 
     async def send(self, data: Any) -> int:
-        """Encrypt and send ``data``; returns its length."""
+        """Encrypt ``data``; returns the bytes taken. Their ciphertext goes
+        out with the next send or ``flush`` (see the class notes); what
+        earlier sends left is sent first, so a slow peer holds ``send`` up."""
         await self.do_handshake()
+        await self.flush()
         try:
             n = self._call(self._obj.write, data)
         except ssl.SSLError as exc:
             raise TLSError(f"TLS session with {self._where()}: {exc}") from exc
-        await self._flush()
+        with self._lock:
+            self._pending += self._out.read()
         return int(n)
 
     async def sendall(self, data: Any) -> None:
-        """Send all of ``data``."""
+        """Send all of ``data`` and wait until the socket has taken it."""
         view = memoryview(data).cast("B")
         while view:
             sent = await self.send(view)
             view = view[sent:]
+        await self.flush()
 
     # -- what a Stream uses besides recv/send -----------------------------------
 
