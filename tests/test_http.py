@@ -797,3 +797,36 @@ async def test_the_client_sends_no_fragment_and_refuses_non_ascii_targets():
             assert (await c.get("/#part")).status == 200  # the fragment stays
             with pytest.raises(ValueError, match="percent-encode"):
                 await c.get("/ü")
+
+
+@real
+async def test_serve_http_takes_a_backlog_and_checks_it():
+    import functools
+
+    with pytest.raises(ValueError, match="backlog"):
+        await h.serve_http(app, backlog=0)
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(functools.partial(h.serve_http, app, backlog=1024))
+        async with h.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            assert (await c.get("/")).status == 200
+        tg.cancel_scope.cancel()
+
+
+@real
+async def test_a_response_head_past_the_clients_limit_names_the_limit():
+    async def huge_head(stream):
+        await stream.read()
+        stream.write(b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 100_000)
+        await stream.drain()
+        await curcor.sleep(5)
+
+    async with curcor.TaskGroup() as tg:
+        port = await tg.start(
+            lambda task_status: net.serve_tcp(huge_head, task_status=task_status)
+        )
+        async with h.Client(
+            base_url=f"http://127.0.0.1:{port}", max_header_bytes=1000
+        ) as c:
+            with pytest.raises(h.ProtocolError, match="max_header_bytes"):
+                await c.get("/")
+        tg.cancel_scope.cancel()

@@ -509,6 +509,7 @@ async def serve_http(
     header_timeout: float = 10.0,
     idle_timeout: float = 30.0,
     shutdown_grace: float = 5.0,
+    backlog: int = 128,
 ) -> None:
     """Serve HTTP/1.1: ``await app(request)`` for each request, until cancelled.
 
@@ -544,6 +545,7 @@ async def serve_http(
     for name, value in (
         ("max_header_bytes", max_header_bytes),
         ("max_body_bytes", max_body_bytes),
+        ("backlog", backlog),
     ):
         _check_size("serve_http", name, value, 1)
     server = _Server(
@@ -554,7 +556,7 @@ async def serve_http(
         idle_timeout=idle_timeout,
         shutdown_grace=shutdown_grace,
     )
-    listener = await listen_tcp(host, port, ssl=ssl)
+    listener = await listen_tcp(host, port, backlog=backlog, ssl=ssl)
     try:
         async with TaskGroup() as tg:
             task_status.started(listener.port)
@@ -1466,6 +1468,12 @@ class Client:
                 if conn.received == 0 or "ConnectionClosed" in str(exc):
                     raise ProtocolError(
                         "the server closed the connection before a complete response"
+                    ) from None
+                if "Receive buffer too long" in str(exc):  # h11's own limit
+                    raise ProtocolError(
+                        f"the response head is over {self.max_header_bytes} "
+                        "bytes (Client's max_header_bytes); raise it if this "
+                        "server really sends such heads"
                     ) from None
                 raise ProtocolError(f"bad response: {exc}") from None
             if event is h11.NEED_DATA:
