@@ -678,16 +678,18 @@ def test_main_setting_a_var_does_not_leak_into_the_caller():
     assert VAR.get() == "unset"
 
 
-def _stubborn_app(cleanup):
-    async def stubborn():
-        try:
-            await curcor.Event().wait()
-        finally:
-            with curcor.CancelScope(shield=True):
-                await curcor.sleep(10_000)
-                cleanup.append("finished")
+async def _stubborn(cleanup):
+    """A task whose cleanup ignores cancellation: it can only be abandoned."""
+    try:
+        await curcor.Event().wait()
+    finally:
+        with curcor.CancelScope(shield=True):
+            await curcor.sleep(10_000)
+            cleanup.append("finished")
 
-    coro = stubborn()
+
+def _stubborn_app(cleanup):
+    coro = _stubborn(cleanup)
 
     async def main():
         curcor.go(coro, name="stubborn")
@@ -769,15 +771,8 @@ def test_the_task_list_holds_exactly_the_started_and_unfinished_tasks():
 def test_a_task_abandoned_by_one_run_is_not_listed_by_the_next():
     kept = []  # its handle outlives the run
 
-    async def stubborn():
-        try:
-            await curcor.Event().wait()
-        finally:
-            with curcor.CancelScope(shield=True):
-                await curcor.sleep(10_000)
-
     async def main():
-        kept.append(curcor.go(stubborn(), name="stubborn"))
+        kept.append(curcor.go(_stubborn([]), name="stubborn"))
         await curcor.sleep(1)
 
     config = load_config(env={}, flags={"maxprocs": "1", "shutdown_grace": "3"})

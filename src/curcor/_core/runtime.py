@@ -28,7 +28,7 @@ from .errors import (
     curcor_log,
     without_frames,
 )
-from .scheduler import ID_BLOCK, Scheduler, Worker, _tls, current_worker
+from .scheduler import Scheduler, Worker, _tls, current_worker
 from .task import DONE, FREE, RUNNABLE, Task, describe_stack
 from .timers import Clock
 from .traps import YieldNow, await_once, end_wait, park, worker_and_task
@@ -872,9 +872,7 @@ def go(coro: Any, name: Any = None) -> Task:
     task._name = name
     tid = w.id_next
     if tid >= w.id_end:
-        tid = w.sched.id_block(ID_BLOCK)
-        w.id_end = tid + ID_BLOCK
-        w.ids_taken += ID_BLOCK
+        tid = w.take_ids()
     w.id_next = tid + 1
     task._id = tid
     if parent._ctx is not None:

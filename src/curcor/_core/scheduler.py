@@ -336,6 +336,13 @@ class Worker:
         self.record_misses += 1  # hits are spawned - record_misses
         return Task()
 
+    def take_ids(self) -> int:
+        """Owner only, its block of ids used up: reserve the next; its first."""
+        tid = self.sched.id_block(ID_BLOCK)
+        self.id_end = tid + ID_BLOCK
+        self.ids_taken += ID_BLOCK
+        return tid
+
     def spill(self) -> bool:
         """Owner only, own free list full: move a batch of it to the shared
         pool; False (nothing moved) when the pool is full too."""
@@ -361,9 +368,7 @@ class Worker:
         task._name = name
         tid = self.id_next
         if tid >= self.id_end:
-            tid = self.sched.id_block(ID_BLOCK)
-            self.id_end = tid + ID_BLOCK
-            self.ids_taken += ID_BLOCK
+            tid = self.take_ids()
         self.id_next = tid + 1
         task._id = tid
 

@@ -87,12 +87,13 @@ except ImportError as exc:  # pragma: no cover - the http extra is missing
     ) from exc
 
 from .._core.cancel import CancelScope, move_on_after, timeout
+from .._core.errors import check_seconds
 from .._core.group import TASK_STATUS_IGNORED, TaskGroup
 from .._core.runtime import now
 from .._core.scheduler import current_worker
 from .._core.sync import Event
 from .._core.traps import yield_now
-from .stream import Listener, Stream, dial_tcp, listen_tcp
+from .stream import Listener, Stream, check_count, dial_tcp, listen_tcp
 from .tls import TLSError, TLSSocket
 
 __all__ = [
@@ -547,7 +548,7 @@ async def serve_http(
         ("max_body_bytes", max_body_bytes),
         ("backlog", backlog),
     ):
-        _check_size("serve_http", name, value, 1)
+        check_count(value, f"serve_http: {name}", 1)
     server = _Server(
         app,
         max_header_bytes=max_header_bytes,
@@ -1121,18 +1122,8 @@ _REASONS: dict[int, bytes] = {}
 
 def _check_seconds(api: str, name: str, value: Any) -> None:
     """Refuse a duration that is not a number of seconds >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{api}: {name} must be a number of seconds, not {value!r}")
-    if not value >= 0:
+    if check_seconds(value, f"{api}: {name}") < 0:
         raise ValueError(f"{api}: {name} must be 0 or more seconds, not {value!r}")
-
-
-def _check_size(api: str, name: str, value: Any, minimum: int) -> None:
-    """Refuse a count of bytes (or connections) that is not an int >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{api}: {name} must be an int, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{api}: {name} must be {minimum} or more, not {value}")
 
 
 def _chunk_bytes(chunk: Any) -> bytes:
@@ -1278,9 +1269,9 @@ class Client:
             )
         if timeout is not None:
             _check_seconds("Client", "timeout", timeout)
-        _check_size("Client", "max_idle_per_host", max_idle_per_host, 0)
-        _check_size("Client", "max_body_bytes", max_body_bytes, 0)
-        _check_size("Client", "max_header_bytes", max_header_bytes, 1)
+        check_count(max_idle_per_host, "Client: max_idle_per_host", 0)
+        check_count(max_body_bytes, "Client: max_body_bytes", 0)
+        check_count(max_header_bytes, "Client: max_header_bytes", 1)
         # None until the first https:// connection makes the default one.
         self._ssl: _ssl.SSLContext | None = ssl
         self._base: urllib.parse.SplitResult | None = None

@@ -71,12 +71,14 @@ class ByteChannel(Protocol):
     def close(self) -> None: ...
 
 
-def _count(n: Any, what: str, minimum: int | None = 0) -> int:
-    """``n`` as an int of at least ``minimum`` (None: any); else a clear error."""
+def check_count(n: Any, what: str, minimum: int | None = 0) -> int:
+    """``n`` as an int of at least ``minimum`` (None: any); else a clear
+    ``TypeError`` or ``ValueError`` naming ``what``. The one check of byte
+    counts, sizes and limits in ``curcor.net``."""
     if type(n) is not int and (isinstance(n, bool) or not isinstance(n, int)):
         raise TypeError(f"{what} takes an int, not {n!r}")
     if minimum is not None and n < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, not {n}")
+        raise ValueError(f"{what} must be {minimum} or more, not {n}")
     return int(n)
 
 
@@ -90,7 +92,7 @@ class Stream:
         # Typed loosely: callers reach through to a Socket's extras
         # (shutdown, raw, getpeercert) when they know what they built.
         self.socket: Any = sock
-        self.write_limit = _count(write_limit, "Stream(write_limit=)")
+        self.write_limit = check_count(write_limit, "Stream(write_limit=)")
         self._rbuf = bytearray()
         self._wbuf = bytearray()
         self._eof = False
@@ -130,7 +132,7 @@ class Stream:
         raises ``Cancelled`` even when bytes are already buffered.
         """
         if type(n) is not int:
-            _count(n, "Stream.read(n)", minimum=None)
+            check_count(n, "Stream.read(n)", minimum=None)
         _checkpoint("Stream.read()")
         if n == 0:
             return b""  # as asyncio: consumes nothing, never waits
@@ -174,7 +176,7 @@ class Stream:
             IncompleteReadError: the stream ended first (``.partial`` holds
                 what arrived).
         """
-        _count(n, "Stream.read_exactly(n)")
+        check_count(n, "Stream.read_exactly(n)")
         _checkpoint("Stream.read_exactly()")
         while len(self._rbuf) < n:
             if self._eof or not await self._fill():
@@ -201,7 +203,7 @@ class Stream:
         separator = bytes(separator)
         if not separator:
             raise ValueError("read_until() needs a non-empty separator")
-        _count(limit, "Stream.read_until(limit=)", minimum=1)
+        check_count(limit, "Stream.read_until(limit=)", minimum=1)
         _checkpoint("Stream.read_until()")
         start = 0
         while True:
