@@ -217,12 +217,7 @@ class Runtime:
 
     def _crash(self, task: Task, exc: BaseException) -> None:
         """An exception escaped a detached task: log it, cancel main."""
-        _trim_runtime_frames(exc)
-        curcor_log().error(
-            "unhandled exception in task %r; cancelling the main task",
-            task.name,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
+        _log_task_error(task, exc, "cancelling the main task")
         if self.crash is None:
             self.crash = exc
             main = self.sched.main
@@ -766,6 +761,18 @@ def _outcome(rt: Runtime, main: Task) -> Any:
     return main._value
 
 
+def _log_task_error(task: Task, exc: BaseException, then: str) -> None:
+    """Log an error no one will catch, with its traceback (curcor's frames
+    cut out): "unhandled exception in task NAME; THEN"."""
+    _trim_runtime_frames(exc)
+    curcor_log().error(
+        "unhandled exception in task %r; %s",
+        task.name,
+        then,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+
+
 def _log_unjoined(rt: Runtime) -> BaseException | None:
     """Log every error of a task whose handle was kept but never joined
     (each one, whatever ``run`` then raises: none is lost); the first."""
@@ -774,12 +781,7 @@ def _log_unjoined(rt: Runtime) -> BaseException | None:
         error = task._exc
         if error is None or isinstance(error, Cancelled):
             continue
-        _trim_runtime_frames(error)
-        curcor_log().error(
-            "unhandled exception in task %r (never joined)",
-            task.name,
-            exc_info=(type(error), error, error.__traceback__),
-        )
+        _log_task_error(task, error, "it was never joined")
         first = first or error
     rt.unretrieved.clear()
     return first
