@@ -275,6 +275,26 @@ def sleepy_line() -> int:
     return sys._getframe(1).f_lineno
 
 
+def test_a_spawn_loop_handed_off_in_silence_that_then_blocks_is_reported(caplog):
+    """The step is handed off as a spawn loop (no warning), then stops
+    spawning and blocks: it holds its worker like any blocking call. This
+    went unreported whenever sysmon's look fell inside the loop (a flaky CI
+    run of the test above)."""
+
+    async def child() -> None:
+        pass
+
+    async def main() -> None:
+        end = time.monotonic() + BLOCK / 3  # spawning for 10x preempt_ms
+        while time.monotonic() < end:
+            curcor.go(child())
+        time.sleep(BLOCK)
+
+    with caplog.at_level(logging.WARNING, logger="curcor"):
+        curcor.run(main(), config=config(2))
+    assert [r for r in caplog.records if "blocked worker" in r.getMessage()]
+
+
 def test_blocking_work_in_the_thread_pool_is_not_a_stuck_worker():
     async def main() -> None:
         await curcor.to_thread(time.sleep, BLOCK)

@@ -99,6 +99,11 @@ STUCK_SWITCH_INTERVAL = 0.001
 # logged for it. A spawn takes about 2 us, so a loop starts ~1,000 a look.
 SPAWN_LOOP = 100
 
+# Looks in a row (2 ms each) without a spawn after which a step handed off
+# as a spawn loop counts as blocking after all, and is reported. Two, not
+# one: a spawning thread may wait a whole look for the GIL.
+QUIET_LOOKS = 2
+
 # A step waiting in a futex (a lock, or the GIL) is stuck only after this many
 # times preempt_ms: GIL waits last a few switch intervals (5 ms each).
 LOCK_WAIT_FACTOR = 5
@@ -139,6 +144,12 @@ class Sysmon:
         # (and how long sysmon had been starved of the GIL by then).
         self._seen: dict[Worker, tuple[int, float, float, float | None, float]] = {}
         self._spawned: dict[Worker, int] = {}  # spawns at the last look
+        # Workers handed off in silence as spawn loops: (looks in a row that
+        # saw it neither spawn nor wait for the GIL, its CPU time and the
+        # time at the last look). A loop that stops spawning but goes on
+        # holding its worker (it blocks after its go() calls) is then
+        # reported after all (QUIET_LOOKS).
+        self._quiet: dict[Worker, tuple[int, float | None, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -191,6 +202,7 @@ class Sysmon:
             if seen is None or seen[0] != steps:
                 self._seen[w] = (steps, now, paused, _cpu_time(w), starved)
                 self._spawned[w] = w.spawned
+                self._quiet.pop(w, None)
                 if w.stuck:
                     self._unstick(w)
                 if seen is not None:
@@ -206,7 +218,24 @@ class Sysmon:
             spawned, self._spawned[w] = w.spawned - self._spawned[w], w.spawned
             if not w.stuck and ran >= self.limit and self._is_stuck(w, seen, ran):
                 self._stick(w, ran, spawned)
+            elif w in self._quiet:
+                self._watch_spawn_loop(w, now, ran, spawned)
         return busy
+
+    def _watch_spawn_loop(
+        self, w: Worker, now: float, ran: float, spawned: int
+    ) -> None:
+        """A silent spawn-loop hand-off whose step goes on: report it once,
+        for QUIET_LOOKS looks in a row, it has started nothing while not
+        waiting for the GIL (a loop starved of the interpreter is no block)."""
+        count, cpu_then, then = self._quiet[w]
+        waiting = self._kind(w, cpu_then, now - then) == "wait"
+        count = 0 if spawned or waiting else count + 1
+        if count < QUIET_LOOKS:
+            self._quiet[w] = (count, _cpu_time(w), now)
+            return
+        del self._quiet[w]
+        self._diagnose(w, w.current, ran, True)
 
     def _is_stuck(self, w: Worker, seen: Any, ran: float) -> bool:
         """Whether ``w``'s long step holds its worker (see "The rule"). For a
@@ -268,6 +297,8 @@ class Sysmon:
         if spare:
             self._start_spare()
         if spawned >= SPAWN_LOOP:
+            # Reported if it stops spawning and holds on (_watch_spawn_loop).
+            self._quiet[w] = (0, _cpu_time(w), time.monotonic())
             return  # a loop of go(): handed off, as Go would, without a word
         self._diagnose(w, task, ran, covered)
 
