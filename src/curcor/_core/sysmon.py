@@ -145,11 +145,11 @@ class Sysmon:
         self._seen: dict[Worker, tuple[int, float, float, float | None, float]] = {}
         self._spawned: dict[Worker, int] = {}  # spawns at the last look
         # Workers handed off in silence as spawn loops: (looks in a row that
-        # saw it neither spawn nor wait for the GIL, its CPU time and the
-        # time at the last look). A loop that stops spawning but goes on
-        # holding its worker (it blocks after its go() calls) is then
-        # reported after all (QUIET_LOOKS).
-        self._quiet: dict[Worker, tuple[int, float | None, float]] = {}
+        # saw it neither spawn nor wait for the GIL, and its CPU time, the
+        # time and the GC pause total at the last look). A loop that stops
+        # spawning but goes on holding its worker (it blocks after its go()
+        # calls) is then reported after all (QUIET_LOOKS).
+        self._quiet: dict[Worker, tuple[int, float | None, float, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -219,20 +219,24 @@ class Sysmon:
             if not w.stuck and ran >= self.limit and self._is_stuck(w, seen, ran):
                 self._stick(w, ran, spawned)
             elif w in self._quiet:
-                self._watch_spawn_loop(w, now, ran, spawned)
+                self._watch_spawn_loop(w, now, ran, spawned, paused)
         return busy
 
     def _watch_spawn_loop(
-        self, w: Worker, now: float, ran: float, spawned: int
+        self, w: Worker, now: float, ran: float, spawned: int, paused: float
     ) -> None:
         """A silent spawn-loop hand-off whose step goes on: report it once,
-        for QUIET_LOOKS looks in a row, it has started nothing while not
-        waiting for the GIL (a loop starved of the interpreter is no block)."""
-        count, cpu_then, then = self._quiet[w]
+        for QUIET_LOOKS looks in a row, it has started nothing while neither
+        waiting for the GIL nor collecting garbage (a loop starved of the
+        interpreter, or inside a young collection, is no block)."""
+        count, cpu_then, then, paused_then = self._quiet[w]
+        if spawned or paused != paused_then:  # (no /proc reads on these)
+            self._quiet[w] = (0, None, now, paused)
+            return
         waiting = self._kind(w, cpu_then, now - then) == "wait"
-        count = 0 if spawned or waiting else count + 1
+        count = 0 if waiting else count + 1
         if count < QUIET_LOOKS:
-            self._quiet[w] = (count, _cpu_time(w), now)
+            self._quiet[w] = (count, _cpu_time(w), now, paused)
             return
         del self._quiet[w]
         self._diagnose(w, w.current, ran, True)
@@ -298,7 +302,7 @@ class Sysmon:
             self._start_spare()
         if spawned >= SPAWN_LOOP:
             # Reported if it stops spawning and holds on (_watch_spawn_loop).
-            self._quiet[w] = (0, _cpu_time(w), time.monotonic())
+            self._quiet[w] = (0, None, time.monotonic(), self.gc_paused())
             return  # a loop of go(): handed off, as Go would, without a word
         self._diagnose(w, task, ran, covered)
 
